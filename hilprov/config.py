@@ -93,7 +93,7 @@ class EndpointConfig:
         return None
 
     def set_resource(self, oid: int, iid: int, rid: int, value: Scalar) -> None:
-        """Set a value the way the seed does (`inst[rid] = value`): an existing key keeps its place."""
+        """Set a value as the seed does (`inst[rid] = value`): an existing key keeps its place."""
         self.tree.setdefault(oid, {}).setdefault(iid, {})[rid] = value
 
     def copy(self) -> EndpointConfig:
@@ -375,7 +375,8 @@ def _suggest(prefix: str, name: str, choices) -> str:
 
 
 _NODE_NAMES = {
-    ast.Lambda: "a lambda", ast.ListComp: "a list comprehension", ast.SetComp: "a set comprehension",
+    ast.Lambda: "a lambda", ast.ListComp: "a list comprehension",
+    ast.SetComp: "a set comprehension",
     ast.DictComp: "a dict comprehension", ast.GeneratorExp: "a generator expression",
     ast.JoinedStr: "an f-string", ast.BinOp: "an arithmetic expression",
     ast.BoolOp: "a boolean expression", ast.Compare: "a comparison", ast.IfExp: "an if-expression",

@@ -40,7 +40,8 @@ class ValidationError(HilprovError):
         self.source = source
         where = f"{source}: " if source else ""
         count = len(self.problems)
-        super().__init__(f"{where}{count} problem{'s' if count != 1 else ''} the device would reject")
+        plural = "s" if count != 1 else ""
+        super().__init__(f"{where}{count} problem{plural} the device would reject")
 
 
 class CertificateError(HilprovError):

@@ -86,10 +86,12 @@ _TABLE: dict[tuple[int, str], str] = {
         12 LastBootstrapped time; 13 ~RegistrationPriorityOrder unsigned;
         14 InitialRegistrationDelayTimer unsigned; 15 ~RegistrationFailureBlock boolean;
         16 BootstrapOnRegistrationFailure boolean; 17 ServerCommunicationRetryCount unsigned;
-        18 ServerCommunicationRetryTimer unsigned; 19 ServerCommunicationSequenceDelayTimer unsigned;
+        18 ServerCommunicationRetryTimer unsigned;
+        19 ServerCommunicationSequenceDelayTimer unsigned;
         20 ServerCommunicationSequenceRetryCount unsigned; 21 Trigger boolean;
         22 PreferredTransport string; 23 MuteSend boolean""",
-    (2, "AccessControl"): "0 TargetOID integer; 1 TargetIID integer; 2 ACL integer*; 3 Owner integer",
+    (2, "AccessControl"): """
+        0 TargetOID integer; 1 TargetIID integer; 2 ACL integer*; 3 Owner integer""",
     (3, "Device"): """
         0 Manufacturer string; 1 ModelNumber string; 2 SerialNumber string;
         3 FirmwareVersion string; 4 Reboot exec; 5 FactoryReset exec;
@@ -145,7 +147,8 @@ _TABLE: dict[tuple[int, str], str] = {
         28 APNRateControlForExceptionData integer; 29 APNExceptionDataUplinkTimeUnit integer;
         30 SupportedRATTypes integer*; 31 RDSApplicationID string; 32 RDSDestinationPort integer;
         33 RDSSourcePort integer""",
-    (16, "Portfolio"): "0 Identity string*; 1 GetAuthData exec; 2 AuthData opaque*; 3 AuthStatus integer",
+    (16, "Portfolio"): """
+        0 Identity string*; 1 GetAuthData exec; 2 AuthData opaque*; 3 AuthStatus integer""",
     (19, "BinaryAppDataContainer"): """
         0 Data opaque*; 1 DataPriority unsigned; 2 DataCreationTime time;
         3 DataDescription string; 4 DataFormat string; 5 AppId unsigned""",

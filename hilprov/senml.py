@@ -70,7 +70,7 @@ def encode_records(records: list[Record]) -> bytes:
 
 
 def encode_config(config: EndpointConfig) -> bytes:
-    """The provisioning blob for a config: byte-identical to the seed tool for what it can encode."""
+    """The provisioning blob: byte-identical to the seed tool for everything it can encode."""
     return encode_records(config_records(config))
 
 
@@ -128,5 +128,6 @@ def _check_value(where: str, label, value) -> None:
                 OBJLNK: (str,)}[label]
     ok = isinstance(value, expected) and not (label == VALUE and isinstance(value, bool))
     if not ok:
-        raise SenmlError(f"{where}: label {LABEL_NAMES[label]} carries "
-                         f"{type(value).__name__}, expected {' or '.join(t.__name__ for t in expected)}")
+        wanted = " or ".join(t.__name__ for t in expected)
+        raise SenmlError(f"{where}: label {LABEL_NAMES[label]} carries {type(value).__name__}, "
+                         f"expected {wanted}")
