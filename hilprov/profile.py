@@ -361,6 +361,10 @@ class _Checker:
         if isinstance(ssid, int) and not 1 <= ssid <= MAX_ID:
             self.error(path + (0,), f"invalid Short Server ID {ssid} (as stored); the device "
                                     f"expects 1..{MAX_ID}")
+        lifetime = inst.get(1)
+        if isinstance(lifetime, int) and lifetime < 0:
+            self.error(path + (1,), f"Lifetime {lifetime} is negative; the device expects 0 or "
+                                    "more seconds")
 
     def _access_control(self, acl_instances, server_ssids: set[int]) -> None:
         targets: dict[tuple, int] = {}
@@ -368,8 +372,10 @@ class _Checker:
             path = (2, iid)
             target_oid, target_iid = inst.get(0), inst.get(1)
             if target_oid is None or target_iid is None:
-                self.error(path, "Access Control needs both Target Object ID (/2/x/0) and "
-                                 "Target Instance ID (/2/x/1)")
+                written = self.config.tree.get(2, {}).get(iid, {})
+                if 0 not in written or 1 not in written:  # else refused above already
+                    self.error(path, "Access Control needs both Target Object ID (/2/x/0) and "
+                                     "Target Instance ID (/2/x/1)")
                 continue
             if target_oid not in ANJAY_ZEPHYR:
                 self.error(path + (0,), f"target object /{target_oid} is not installed on the "

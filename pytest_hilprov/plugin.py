@@ -1,0 +1,1 @@
+"""pytest plugin for hilprov (options, fixtures, markers); filled in by the plugin issue."""
