@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hilprov import __version__, coiote, profile
-from hilprov.errors import EXIT_CODES, HilprovError
+from hilprov.errors import EXIT_CODES, HilprovError, ValidationError
 
 log = logging.getLogger("hilprov")
 
@@ -176,7 +176,9 @@ def _show(record, show_secrets: bool):
     if isinstance(value, bytes):
         if secret and not show_secrets:
             return f"<{len(value)} bytes, hidden; --show-secrets to print>"
-        return value.hex()
+        if len(value) <= 64 and all(32 <= b < 127 for b in value):
+            return repr(value)
+        return f"{value[:32].hex()}{'…' if len(value) > 32 else ''} ({len(value)} bytes)"
     return value
 
 
@@ -245,9 +247,10 @@ def guarded(func: Callable[[argparse.Namespace], int], args, prog: str) -> int:
 
 def error_lines(exc: HilprovError) -> list[str]:
     problems = getattr(exc, "problems", None)
-    if problems:
-        return [str(exc)] + [str(p) for p in problems]
-    return [str(exc)]
+    if not problems:
+        return [str(exc)]
+    head = [str(exc)] if isinstance(exc, ValidationError) else []
+    return head + [str(p) for p in problems]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,98 @@
+"""What the provisioning flow needs from a board, whatever drives it.
+
+A `Board` names one device under test, knows the serial port its console and SMP share, and can
+flash an image (with or without a chip erase) and reset. `NordicProbeBoard` drives a real nRF board
+through its J-Link probe; `SimBoard` a virtual board; `PortBoard` a device that already runs the
+initial image and is reached only through a serial port (no flashing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from hilprov.errors import BoardError, ConfigError
+
+
+class Board(ABC):
+    """A device under test reachable over one serial port."""
+
+    kind = "board"
+    can_flash = True
+
+    def __init__(self, name: str, port: str | None = None, baudrate: int = 115200) -> None:
+        self.name = name
+        self._port = port
+        self.baudrate = baudrate
+
+    @property
+    def port(self) -> str:
+        if self._port is None:
+            raise BoardError(f"board {self.name}: no serial port known; give --port")
+        return self._port
+
+    @abstractmethod
+    def flash(self, image: Path, *, erase: bool) -> None:
+        """Write `image` (Intel HEX) and start it; with `erase`, wipe the whole chip first."""
+
+    def reset(self) -> None:  # pragma: no cover - overridden where possible
+        raise BoardError(f"board {self.name}: cannot be reset from the host")
+
+    def close(self) -> None:  # noqa: B027 - most boards hold nothing to release
+        """Release the probe or stop the virtual board."""
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, port={self._port!r})"
+
+
+class PortBoard(Board):
+    """A device already running the initial image, known only by its serial port."""
+
+    kind = "port"
+    can_flash = False
+
+    def flash(self, image: Path, *, erase: bool) -> None:
+        raise BoardError(f"board on {self.port}: cannot flash without a probe; give --board SNR")
+
+
+class NordicProbeBoard(Board):
+    """A real nRF board behind a J-Link probe (pynrfjprog); the console is the probe's VCOM."""
+
+    kind = "nordic"
+
+    def __init__(self, serial_number: str, port: str | None = None, baudrate: int = 115200,
+                 *, api_factory=None) -> None:
+        from hilprov.board.nordic import NordicBoard
+
+        self.driver = NordicBoard(serial_number, port=port, api_factory=api_factory)
+        super().__init__(self.driver.serial_number, port, baudrate)
+
+    @property
+    def port(self) -> str:
+        if self._port is None:
+            self._port = self.driver.console_port()
+        return self._port
+
+    def flash(self, image: Path, *, erase: bool) -> None:
+        self.driver.program(image, erase="chip" if erase else "sector", verify=True, reset=True)
+
+    def reset(self) -> None:
+        self.driver.reset()
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+def image_sha256(path: Path) -> str:
+    """Short identity of a firmware image for records (SHA-256 of the file)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read firmware image: {exc.strerror or exc}") from None
