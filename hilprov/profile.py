@@ -155,6 +155,8 @@ class _Checker:
         self.problems: list[Problem] = []
         # (oid, iid) -> {rid: value} as the device would hold it after the writes
         self.state: dict[int, dict[int, dict[int, object]]] = {}
+        # (oid, iid, rid) written but refused: already reported, so not also "missing"
+        self.refused: set[tuple[int, int, int]] = set()
 
     def add(self, severity: str, path: tuple[int, ...], message: str) -> None:
         self.problems.append(Problem(severity, path, message, self.config.location(path)))
@@ -235,6 +237,7 @@ class _Checker:
             return
         stored = self._check_value(path, value, rule)
         if stored is _BAD:
+            self.refused.add(path)
             return
         if (oid, rid) == (1, 0):
             truncated = stored & 0xFFFF
@@ -300,11 +303,11 @@ class _Checker:
     def _security_instance(self, path, inst) -> None:
         bootstrap = inst.get(1) is True
         uri = inst.get(0)
-        mode_refused = 2 not in inst and 2 in self.config.tree.get(0, {}).get(path[1], {})
+        mode_refused = path + (2,) in self.refused
         mode = None if mode_refused else inst.get(2, 0)
-        if uri is None:
+        if uri is None and path + (0,) not in self.refused:
             self.error(path, "missing mandatory 'Server URI' (/0/x/0)")
-        if 10 not in inst and not bootstrap:
+        if 10 not in inst and not bootstrap and path + (10,) not in self.refused:
             self.error(path, "missing mandatory 'Short Server ID' (/0/x/10); only a Bootstrap-"
                              "Server account may omit it")
         if isinstance(uri, str):
@@ -355,7 +358,7 @@ class _Checker:
     def _server_instance(self, path, inst) -> None:
         for rid, name in ((0, "Short Server ID"), (1, "Lifetime"), (6, "Notification Storing"),
                           (7, "Binding")):
-            if rid not in inst:
+            if rid not in inst and path + (rid,) not in self.refused:
                 self.error(path, f"missing mandatory '{name}' (/1/x/{rid})")
         ssid = inst.get(0)
         if isinstance(ssid, int) and not 1 <= ssid <= MAX_ID:
@@ -372,8 +375,7 @@ class _Checker:
             path = (2, iid)
             target_oid, target_iid = inst.get(0), inst.get(1)
             if target_oid is None or target_iid is None:
-                written = self.config.tree.get(2, {}).get(iid, {})
-                if 0 not in written or 1 not in written:  # else refused above already
+                if not {path + (0,), path + (1,)} & self.refused:
                     self.error(path, "Access Control needs both Target Object ID (/2/x/0) and "
                                      "Target Instance ID (/2/x/1)")
                 continue

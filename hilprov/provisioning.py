@@ -79,7 +79,8 @@ class FactoryProvisioning:
     def set_endpoint_cert_and_key(self, cert, key) -> None:
         cert_der = certs.load_certificate(cert)
         key_der = certs.load_private_key(key)
-        certs.check_key_matches_certificate(cert_der, key_der)
+        certs.check_key_matches_certificate(cert_der, key_der, cert_name=f"certificate {cert}",
+                                            key_name=f"private key {key}")
         self.endpoint_cert, self.endpoint_key = cert_der, key_der
 
     def generate_self_signed_cert(self, directory: str | Path = "cert") -> dict[str, Path]:
