@@ -50,7 +50,33 @@ def add_provision_arguments(parser: argparse.ArgumentParser) -> None:
                       help="device profile to validate against (default: %(default)s)")
     more.add_argument("--token-file", metavar="FILE", help="read the Coiote token from FILE")
     more.add_argument("--cert-dir", metavar="DIR", default="cert",
-                      help="where -C writes certificate files (default: ./cert)")
+                      help="where -C writes certificate files (default: ./cert; with a board: "
+                           "./cert/<endpoint>)")
+    board = parser.add_argument_group("board options (without them, only the blob is written)")
+    board.add_argument("--board", action="append", default=[], metavar="SNR|sim",
+                       help="J-Link serial number of an nRF board, or 'sim' for a virtual "
+                            "board; repeat to provision several boards at once")
+    board.add_argument("--port", metavar="PORT",
+                       help="serial port (any pyserial URL); alone: a device already running "
+                            "the initial image (no flashing)")
+    board.add_argument("--baudrate", type=int, default=115200, metavar="B",
+                       help="serial baud rate (default: %(default)s)")
+    board.add_argument("--image-dir", metavar="DIR",
+                       help="directory holding initial.hex and final.hex")
+    board.add_argument("--initial-hex", metavar="FILE", help="initial (provisioning) image")
+    board.add_argument("--final-hex", metavar="FILE", help="final (production) image")
+    board.add_argument("--force-endpoint", action="store_true",
+                       help="use -e even if the device reports another endpoint name")
+    board.add_argument("--no-final", action="store_true",
+                       help="stop after the device accepted the configuration")
+    board.add_argument("--records", metavar="PATH", default="hilprov-records.sqlite",
+                       help="device records database (default: %(default)s)")
+    board.add_argument("--log-dir", metavar="DIR", default="hilprov-logs",
+                       help="serial logs, one file per board and run (default: %(default)s)")
+    board.add_argument("--emulate-baud", action="store_true",
+                       help="virtual boards: bytes take their wire time at --baudrate")
+    board.add_argument("--json", action="store_true",
+                       help="print a machine-readable summary on stdout at the end")
     add_verbosity(parser)
 
 
@@ -72,10 +98,18 @@ def setup_logging(args: argparse.Namespace) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # The serial console mirror, the virtual board and the HTTP client narrate every detail:
+    # shown with -v; the step lines already say what happened.
+    chatty = logging.DEBUG if level == logging.DEBUG else logging.WARNING
+    for name in ("hilprov.serial", "hilprov.sim", "hilprov.coiote"):
+        logging.getLogger(name).setLevel(chatty)
+    logging.getLogger("pynrfjprog").setLevel(logging.CRITICAL)  # we report its errors ourselves
 
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_provision(args: argparse.Namespace) -> int:
+    if args.board or args.port:
+        return cmd_provision_boards(args)
     from hilprov.provisioning import FactoryProvisioning
 
     token = coiote.resolve_token(args.token, args.token_file)
@@ -111,6 +145,75 @@ def register_if_asked(fp, args: argparse.Namespace, token: str | None) -> None:
         fp.register()
     elif args.server or args.token or args.token_file:
         log.warning("not registering in Coiote: missing %s", " and ".join(missing))
+
+
+def cmd_provision_boards(args: argparse.Namespace) -> int:
+    """The full flow (spec §5.4) on each board; one progress line per step and board."""
+    import contextlib
+    from datetime import datetime
+    from pathlib import Path
+
+    from hilprov import station
+    from hilprov.flow import FlowOptions
+    from hilprov.records import RecordStore, RecordWriter
+
+    token = coiote.resolve_token(args.token, args.token_file)
+    options = FlowOptions(
+        endpoint_cfg=Path(args.endpoint_cfg), endpoint_name=args.URN,
+        force_endpoint=args.force_endpoint, server_info=args.server, token=token,
+        cert_info=args.cert, pkey=args.pkey, pcert=args.pcert, scert=args.scert,
+        profile=args.profile, cert_dir=Path(args.cert_dir), flash_final=not args.no_final,
+        output=Path(args.output) if args.output != "SenMLCBOR" else None,
+        initial_hex=args.initial_hex and Path(args.initial_hex),
+        final_hex=args.final_hex and Path(args.final_hex))
+    any_sim = station.SIM in args.board
+    station.resolve_images(options, args.image_dir and Path(args.image_dir), any_sim)
+    run_dir = Path(args.log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    with contextlib.ExitStack() as stack:
+        registrar = None
+        if any_sim and args.server is None:
+            registrar = stack.enter_context(local_coiote(options))
+        boards = station.make_boards(args.board, port=args.port, baudrate=args.baudrate,
+                                     emulate_baud=args.emulate_baud, registrar=registrar)
+        stack.callback(station.close_all, boards)
+        observers = [station.ProgressPrinter(prefix=len(boards) > 1 or args.verbose),
+                     RecordWriter(RecordStore(args.records))]
+        if args.quiet:
+            observers.pop(0)
+        results = station.run_flows(boards, options, observers=observers, log_dir=run_dir)
+    if args.json:
+        print(json.dumps({"results": [r.as_dict() for r in results]}, indent=2))
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        print(f"{args.prog}: {result.error_kind}: [{result.board}] {result.error}",
+              file=sys.stderr)
+        if result.log_path:
+            print(f"{args.prog}: serial log of {result.board}: {result.log_path}",
+                  file=sys.stderr)
+    return failed[0].exit_code if failed else 0
+
+
+def local_coiote(options):
+    """No -s with a virtual board: onboard in a local Coiote-compatible server, and let the
+    virtual boards register only if that server knows them (spec §7 semantics)."""
+    import contextlib
+    import secrets
+
+    from hilprov.coiote import CoioteClient
+    from hilprov.sim.cloud import coiote_registrar
+    from hilprov.sim.coiote_server import CoioteServer
+
+    @contextlib.contextmanager
+    def running():
+        token = secrets.token_hex(16)
+        with CoioteServer(token=token) as server:
+            log.info("no -s given: onboarding in a local Coiote-compatible server at %s",
+                     server.url)
+            options.coiote_client = CoioteClient(server.url, token, timeout=5.0)
+            options.coiote_domain = "/embedded/"
+            yield coiote_registrar(server)
+
+    return running()
 
 
 def raise_config(message: str) -> None:
@@ -223,6 +326,7 @@ def build_ptool_parser() -> argparse.ArgumentParser:
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
+    args.prog = parser.prog
     setup_logging(args)
     return guarded(args.func, args, parser.prog)
 

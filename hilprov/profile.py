@@ -232,8 +232,15 @@ class _Checker:
                     inst.setdefault(rid, {})[riid] = stored
             return
         if rule.multiple:
-            self.error(path, f"{lwm2m.resource_name(oid, rid)} is a multiple-instance resource; "
-                             f"the device expects {{riid: value}}, e.g. {{1: ...}}")
+            # The device calls the write handler directly with "no RIID" (65535) as the ID.
+            self.warn(path, f"{lwm2m.resource_name(oid, rid)} is a multiple-instance resource: "
+                            "the device stores a single value as resource instance 65535; "
+                            "write {riid: value}, e.g. {1: ...}")
+            stored = self._check_value(path + (65535,), value, rule)
+            if stored is _BAD:
+                self.refused.add(path)
+            else:
+                inst.setdefault(rid, {})[65535] = stored
             return
         stored = self._check_value(path, value, rule)
         if stored is _BAD:

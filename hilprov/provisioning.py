@@ -140,11 +140,15 @@ class FactoryProvisioning:
         return blob
 
     # -- cloud ---------------------------------------------------------------------------------
-    def register(self, client: coiote.CoioteClient | None = None) -> coiote.RegistrationResult:
-        """Onboard the endpoint in Coiote with the server account's security settings."""
-        if self.srv_info is None:
+    def register(self, client: coiote.CoioteClient | None = None, *,
+                 domain: str | None = None) -> coiote.RegistrationResult:
+        """Onboard the endpoint in Coiote with the server account's security settings.
+
+        `client` and `domain` replace `-s server.json` and the token (a local server, tests)."""
+        if domain is None and self.srv_info is None:
             raise ConfigError("missing Coiote server information for registration: give -s "
                               "server.json")
+        domain = domain or self.srv_info.domain
         if self.access_token is None and client is None:
             raise ConfigError("missing Coiote access token: set COIOTE_TOKEN, or give "
                               "--token-file FILE (or -t)")
@@ -162,8 +166,7 @@ class FactoryProvisioning:
                                   "(/0/x/3) and key (/0/x/5) as bytes for Coiote")
         client = client or coiote.CoioteClient(self.srv_info.base_url, self.access_token)
         self.report(f"Registering endpoint {self.endpoint_name!r} in Coiote...")
-        result = client.register_device(self.endpoint_name, self.srv_info.domain, str(mode),
-                                        identity, key)
+        result = client.register_device(self.endpoint_name, domain, str(mode), identity, key)
         self.report(f'Device "{self.endpoint_name}" {result.status}')
         return result
 

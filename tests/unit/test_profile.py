@@ -56,8 +56,8 @@ RULES = [
     ("Matching Type range", build({13: 3}), build({13: 4}), "MatchingType = 4 is out of range"),
     ("Certificate Usage range", build({15: 3}), build({15: 4}),
      "CertificateUsage = 4 is out of range; the device expects 0..3"),
-    ("ciphersuite is multiple", build({16: {0: 49320}}), build({16: 49320}),
-     "is a multiple-instance resource; the device expects {riid: value}"),
+    ("ACL is multiple", build(more={2: {0: ACL_OK}}), build(more={2: {0: {**ACL_OK, 2: 1}}}),
+     "/2/0/2/65535: ACL for SSID 65535 names no Server"),
     ("ciphersuite range", build({16: {0: 65535}}), build({16: {0: 0}}),
      "/0/1/16/0: Security.DtlsTlsCiphersuite = 0 is out of range"),
     ("int32 range", build({11: 2**31 - 1}), build({11: 2**31}), "out of range"),
@@ -188,6 +188,7 @@ def test_sample_configs_are_valid():
     ("{}", "the configuration is empty"),
     (repr({0: {1: SEC}}), "there is no Server instance"),
     (build({0: {0: "coaps://x"}}), "single-instance resource: the device ignores"),
+    (build({16: 49320}), "the device stores a single value as resource instance 65535"),
     (build({2: DROP}), "the device assumes 0 (PSK)"),
     (build(srv={0: 65537}), "stored truncated to 16 bits as 1"),
     ("{0: {1: {RID.Server.Lifetime: False, 0: 'coaps://x', 2: 0, 3: b'i', 5: b'k', 10: 1}}, "
