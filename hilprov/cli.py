@@ -69,6 +69,12 @@ def add_provision_arguments(parser: argparse.ArgumentParser) -> None:
                        help="use -e even if the device reports another endpoint name")
     board.add_argument("--no-final", action="store_true",
                        help="stop after the device accepted the configuration")
+    board.add_argument("--no-erase", action="store_true",
+                       help="flash the initial image without a chip erase (a device that was "
+                            "provisioned before then refuses as 'already provisioned')")
+    board.add_argument("--coiote-replace", action="store_true",
+                       help="delete the endpoint's existing Coiote device before onboarding "
+                            "(re-provisioning in another security mode)")
     board.add_argument("--records", metavar="PATH", default="hilprov-records.sqlite",
                        help="device records database (default: %(default)s)")
     board.add_argument("--log-dir", metavar="DIR", default="hilprov-logs",
@@ -163,6 +169,7 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
         force_endpoint=args.force_endpoint, server_info=args.server, token=token,
         cert_info=args.cert, pkey=args.pkey, pcert=args.pcert, scert=args.scert,
         profile=args.profile, cert_dir=Path(args.cert_dir), flash_final=not args.no_final,
+        erase_initial=not args.no_erase, replace_cloud_device=args.coiote_replace,
         output=Path(args.output) if args.output != "SenMLCBOR" else None,
         initial_hex=args.initial_hex and Path(args.initial_hex),
         final_hex=args.final_hex and Path(args.final_hex))

@@ -78,9 +78,11 @@ class FlowOptions:
     initial_hex: Path | None = None
     final_hex: Path | None = None
     flash_final: bool = True
+    erase_initial: bool = True  # False: re-flash without erase (refused if already provisioned)
     timeouts: Timeouts = field(default_factory=Timeouts)
     coiote_client: object | None = None  # an already-built CoioteClient (local server, tests)
     coiote_domain: str | None = None  # the domain for coiote_client (else from server_info)
+    replace_cloud_device: bool = False  # delete the endpoint's Coiote device before onboarding
 
     def __repr__(self) -> str:  # the token stays out of logs and reports
         return f"FlowOptions(endpoint_cfg={str(self.endpoint_cfg)!r}, board flow)"
@@ -158,16 +160,18 @@ class ProvisioningFlow:
 
     def __init__(self, board: Board, options: FlowOptions, *,
                  observers: list[FlowObserver] | tuple = (), log_dir: Path | None = None,
-                 port_factory: Callable | None = None) -> None:
+                 port=None) -> None:
+        """`port`: an already open SerialPort on the board (e.g. a test's console) to share;
+        the flow then neither opens nor closes one."""
         self.board = board
         self.options = options
         self.observers = list(observers)
         self.log_dir = Path(log_dir) if log_dir else None
-        self.port_factory = port_factory
         self.result = FlowResult(board=board.name, board_kind=board.kind,
                                  steps=[StepRecord(name) for name in STEPS])
         self.fp: FactoryProvisioning | None = None
-        self.port = None
+        self.port = port
+        self._owns_port = port is None
         self.smp = None
 
     # -- running -------------------------------------------------------------------------------
@@ -289,8 +293,9 @@ class ProvisioningFlow:
 
     def flash_initial(self) -> str:
         self.port.clear()
-        self.board.flash(self.options.initial_hex, erase=True)
-        return f"{Path(self.options.initial_hex).name}, chip erase"
+        erase = self.options.erase_initial
+        self.board.flash(self.options.initial_hex, erase=erase)
+        return f"{Path(self.options.initial_hex).name}, {'chip erase' if erase else 'no erase'}"
 
     def wait_ready(self) -> str:
         t = self.options.timeouts
@@ -378,9 +383,19 @@ class ProvisioningFlow:
                 "(a reset or a lost line) or the firmware differs from Anjay 3.11.")
 
     def onboard(self) -> str:
-        result = self.fp.register(self.options.coiote_client, domain=self.options.coiote_domain)
+        from hilprov.coiote import CoioteClient
+
+        opts, fp = self.options, self.fp
+        client = opts.coiote_client
+        if client is None and fp.srv_info is not None and opts.token:
+            client = CoioteClient(fp.srv_info.base_url, opts.token)
+        replaced = ""
+        if opts.replace_cloud_device and client is not None \
+                and client.delete_by_endpoint(self.result.endpoint):
+            replaced = " (replaced the previous device)"
+        result = fp.register(client, domain=opts.coiote_domain)
         self.result.coiote = result.status
-        return result.status
+        return result.status + replaced
 
     def flash_final(self) -> str:
         self.port.clear()
@@ -416,16 +431,18 @@ class ProvisioningFlow:
     def _open_port(self) -> None:
         from hilprov.board.serial import SerialPort
 
+        self.result.port = self.board.port
+        if not self._owns_port:
+            self.result.log_path = str(self.port.log_path) if self.port.log_path else None
+            return
         path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.board.name)
             path = self.log_dir / f"{safe}.log"
             self.result.log_path = str(path)
-        factory = self.port_factory or SerialPort
-        self.result.port = self.board.port
-        self.port = factory(self.board.port, self.board.baudrate, log_path=path,
-                            name=self.board.name)
+        self.port = SerialPort(self.board.port, self.board.baudrate, log_path=path,
+                               name=self.board.name)
 
     def _smp(self):
         if self.smp is None:
@@ -440,7 +457,7 @@ class ProvisioningFlow:
         return report
 
     def _close_port(self) -> None:
-        if self.port is not None:
+        if self.port is not None and self._owns_port:
             try:
                 self.port.close()
             except Exception:  # closing must not hide the real outcome

@@ -23,6 +23,7 @@ from hilprov.flow import FlowObserver, FlowOptions, FlowResult, ProvisioningFlow
 log = logging.getLogger("hilprov.station")
 
 SIM = "sim"
+SIM_IMEI_BASE = 351234567890123  # virtual board n gets IMEI base + n - 1: distinct endpoints
 
 
 class SimBoard(Board):
@@ -75,8 +76,9 @@ def resolve_images(options: FlowOptions, image_dir: Path | None, any_sim: bool) 
 
 def make_boards(specs: Sequence[str], *, port: str | None, baudrate: int,
                 emulate_baud: bool = False, registrar=None,
-                state_root: Path | None = None) -> list[Board]:
-    """Boards for the `--board` values; with none, `--port` alone names one device."""
+                state_root: Path | None = None, first_sim: int = 1) -> list[Board]:
+    """Boards for the `--board` values; with none, `--port` alone names one device.
+    Virtual boards are numbered from `first_sim` (names sim-N, distinct IMEIs)."""
     if not specs:
         if port is None:
             return []
@@ -88,10 +90,12 @@ def make_boards(specs: Sequence[str], *, port: str | None, baudrate: int,
         sims = sum(1 for s in specs if s == SIM)
         for spec in specs:
             if spec == SIM:
-                name = SIM if sims == 1 else f"sim-{sum(1 for b in boards if b.kind == 'sim') + 1}"
+                number = first_sim + sum(1 for b in boards if b.kind == "sim")
+                name = SIM if sims == 1 and first_sim == 1 else f"sim-{number}"
                 state = state_root / name if state_root else None
                 boards.append(SimBoard(name, state_dir=state, baudrate=baudrate,
-                                       emulate_baud=emulate_baud, registrar=registrar))
+                                       emulate_baud=emulate_baud, registrar=registrar,
+                                       imei=str(SIM_IMEI_BASE + number - 1)))
             else:
                 boards.append(NordicProbeBoard(spec, port, baudrate))
         names = [b.name for b in boards]

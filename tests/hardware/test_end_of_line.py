@@ -1,0 +1,101 @@
+"""The end-of-line suite: written once, run unchanged on a real board (`--board <J-Link serial>`)
+and on the virtual board (`--board sim`). Without `--board` every test here is skipped.
+
+What it proves for each unit: the device accepted the configuration (result.txt is 0), the
+production image restored it and registered, under the endpoint name that was onboarded in
+Coiote with the right security mode; a second provisioning is refused; every security mode works.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from hilprov.certs import generate_self_signed
+from tests import CONFIGS
+
+pytestmark = [pytest.mark.hil, pytest.mark.destructive]
+
+MODES = {"psk": "endpoint_cfg", "nosec": "endpoint_cfg_nosec", "cert": "endpoint_cfg_cert"}
+
+
+def serial_log(dut) -> str:
+    return Path(dut.log_path).read_text(errors="replace")
+
+
+def test_device_accepts_the_configuration(provisioned_endpoint):
+    result = provisioned_endpoint.result
+    assert result.step("upload").status == "ok"
+    read = result.step("read-result")
+    assert (read.status, read.detail) == ("ok", "device accepted the configuration")
+
+
+def test_final_image_restores_the_configuration_and_registers(provisioned_endpoint, dut):
+    log = serial_log(dut)
+    restored = log.find("persistence: Anjay restored from anjay_factory")
+    registered = log.find("registration successful")
+    assert restored != -1, "the final image did not restore the factory configuration"
+    assert registered > restored, "the device did not register after restoring"
+    assert provisioned_endpoint.result.outcome == "registered"
+
+
+@pytest.mark.cloud
+def test_endpoint_on_the_device_is_the_one_onboarded(provisioned_endpoint, coiote):
+    name = provisioned_endpoint.name
+    assert name and name.startswith("anjay-zephyr-demo")
+    device = coiote.find_device(name)
+    assert device is not None, f"{name} is not in Coiote"
+    assert device["properties"]["endpointName"] == name
+    assert device["securityMode"] == provisioned_endpoint.security_mode
+
+
+def test_second_provisioning_is_refused_as_already_present(provisioned_endpoint, provision):
+    again = provision(erase=False)
+    assert again.result.outcome == "failed"
+    assert again.result.error_kind == "already provisioned"
+    assert again.result.exit_code == 10
+    assert again.result.step("upload").status == "pending"  # nothing was sent
+
+
+@pytest.mark.hil_sim
+def test_configuration_the_device_rejects_gives_the_device_rejected_outcome(provision,
+                                                                           tmp_path):
+    # The generic lwm2m profile lets an object through that the initial image does not have.
+    cfg = tmp_path / "with_device_object"
+    cfg.write_text((CONFIGS / "endpoint_cfg").read_text().rstrip().rstrip("}")
+                   + "    OID.Device: {0: {RID.Device.Manufacturer: 'ACME'}},\n}\n")
+    endpoint = provision(endpoint_cfg=cfg, profile="lwm2m")
+    result = endpoint.result
+    assert result.error_kind == "device rejected"
+    assert "/factory/result.txt = '-1'" in result.error
+    assert "object /3 (Device) does not exist on the device" in result.error  # host's guess
+    assert result.step("onboard").status == "pending"  # never onboarded
+
+
+@pytest.fixture(scope="module")
+def server_certificate(hil_settings, tmp_path_factory):
+    """The LwM2M server's certificate for Certificate mode: given, or made for virtual boards."""
+    if hil_settings.server_cert is not None:
+        return hil_settings.server_cert
+    if not hil_settings.all_sim:
+        pytest.skip("Certificate mode on a real board needs --hil-server-cert")
+    path = tmp_path_factory.mktemp("server") / "server.der"
+    path.write_bytes(generate_self_signed({"commonName": "eu.iot.avsystem.cloud"}, None).cert_der)
+    return path
+
+
+@pytest.mark.cloud
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_security_mode_provisions_registers_and_is_onboarded(mode, provision, coiote,
+                                                                  hil_settings, request):
+    kwargs = {"endpoint_cfg": CONFIGS / MODES[mode], "replace_cloud_device": True}
+    if mode == "cert":
+        kwargs["cert_info"] = hil_settings.cert_info or CONFIGS / "cert_info.json"
+        kwargs["server_cert"] = request.getfixturevalue("server_certificate")
+    endpoint = provision(**kwargs)
+    assert endpoint.result.outcome == "registered", endpoint.result.error
+    assert endpoint.security_mode == mode
+    device = coiote.find_device(endpoint.name)
+    assert device is not None and device["securityMode"] == mode
+    if mode == "cert":
+        assert endpoint.cert_fingerprint and len(endpoint.cert_fingerprint) == 64
+        assert len(endpoint.blob) > 512  # certificate and key: several provisioning writes

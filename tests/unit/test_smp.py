@@ -1,0 +1,290 @@
+"""SmpFileClient: framing vectors, and transfers against the virtual board through a real pty."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from types import SimpleNamespace
+
+import pytest
+from smp import packet as smppacket
+from smp.file_management import FileDownloadRequest, FileUploadRequest
+from smp.os_management import EchoWriteRequest, MCUMgrParametersReadRequest
+
+from hilprov.board.serial import SerialPort
+from hilprov.board.smp import (
+    FALLBACK_MAX_REQUEST,
+    NoSpaceError,
+    RemoteFileNotFound,
+    RemoteNotMounted,
+    SmpFileClient,
+    SmpTimeout,
+)
+from hilprov.errors import TransferError
+from hilprov.sim.board import Faults, VirtualBoard
+from hilprov.sim.smp_server import FsError
+
+# --- framing vectors (smp-notes §2) --------------------------------------------------------
+
+
+def test_echo_vector():
+    request = EchoWriteRequest(d="hi", sequence=0)
+    assert bytes(request) == bytes.fromhex("0a00000600000000a16164626869")
+    assert list(smppacket.encode(bytes(request), 128)) == [b"\x06\x09ABAKAAAGAAAAAKFhZGJoaeJ8\n"]
+
+
+def test_params_request_and_response_vectors():
+    request = MCUMgrParametersReadRequest(sequence=1)
+    assert bytes(request) == bytes.fromhex("0800000100000106a0")
+    assert list(smppacket.encode(bytes(request), 128)) == [b"\x06\x09AAsIAAABAAABBqBEIw==\n"]
+    decoder = smppacket.decode()
+    next(decoder)
+    with pytest.raises(StopIteration) as done:
+        decoder.send(b"\x06\x09ACIJAAAYAAABBqJoYnVmX3NpemUZCABpYnVmX2NvdW50BMPk\n")
+    frame = bytes(done.value.value)
+    assert frame[:8] == bytes.fromhex("0900001800000106")  # read-rsp, v2, len 24, OS, seq 1, cmd 6
+
+
+def test_download_request_vector():
+    request = FileDownloadRequest(off=0, name="/factory/endpoint.txt", sequence=2)
+    lines = list(smppacket.encode(bytes(request), 128))
+    assert lines == [b"\x06\x09ACsIAAAhAAgCAKJjb2ZmAGRuYW1ldS9mYWN0b3J5L2VuZHBvaW50LnR4dJUQ\n"]
+    assert len(lines[0]) == 63
+
+
+def test_256_byte_request_takes_three_lines_of_127_127_103():
+    request = FileUploadRequest(off=0, data=bytes(200), name="/factory/provision.cbor", len=200,
+                                sequence=3)
+    assert len(bytes(request)) == 256
+    assert [len(line) for line in smppacket.encode(bytes(request), 128)] == [127, 127, 103]
+
+
+# --- against the virtual board ----------------------------------------------------------------
+
+
+class StubModel:
+    """Stand-in for hilprov.sim.anjay: records blobs, accepts any non-empty one."""
+
+    def __init__(self) -> None:
+        self.blobs: list[bytes] = []
+
+    def factory_provision(self, blob: bytes):
+        self.blobs.append(blob)
+        ok = bool(blob)
+        return SimpleNamespace(ok=ok, result_text="0" if ok else "-1", errno_name=None,
+                               log=[], objects={0: {1: {0: "coap://127.0.0.1:5683"}}})
+
+    def registration_outcome(self, objects, endpoint_name):
+        return SimpleNamespace(registers=True, reason="", server_uri="coap://127.0.0.1:5683",
+                               security_mode=3)
+
+
+def _connect(board: VirtualBoard, baud: int = 2_000_000, **client_kwargs):
+    path = board.start()
+    port = SerialPort(path, baud)
+    board.reset()
+    port.expect_exact("uart:~$ ", 5)
+    client_kwargs.setdefault("timeout", 1.0)
+    return port, SmpFileClient(port, **client_kwargs)
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """A factory-fresh virtual board, its port and a client; extra faults via rig.make()."""
+    opened = []
+
+    def make(faults=None, **kwargs):
+        model = StubModel()
+        board = VirtualBoard(tmp_path / f"state{len(opened)}", model=model, faults=faults,
+                             **kwargs.pop("board", {}))
+        port, client = _connect(board, **kwargs)
+        opened.append((board, port))
+        return SimpleNamespace(board=board, port=port, client=client, model=model)
+
+    yield make
+    for board, port in opened:
+        port.close()
+        board.stop()
+
+
+SIZES = [0, 1, 511, 512, 513, 4096]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip_on_the_scratch_file_system(rig, size):
+    r = rig()
+    data = os.urandom(size)
+    seen = []
+    r.client.upload(data, f"/lfs1/file{size}.bin", progress=lambda done, total: seen.append(done))
+    assert r.client.download(f"/lfs1/file{size}.bin") == data
+    assert r.client.status(f"/lfs1/file{size}.bin") == size
+    assert seen[-1] == size and seen == sorted(seen)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_provision_upload_reaches_the_device_intact(rig, size):
+    r = rig()
+    blob = os.urandom(size)
+    r.client.upload(blob, "/factory/provision.cbor")  # chunks over 512 B would fail: ENOSPC
+    assert r.client.download("/factory/result.txt", timeout=5) == (b"0" if size else b"-1")
+    assert r.model.blobs == [blob]
+
+
+def test_params_are_negotiated_and_size_the_requests(rig):
+    r = rig(board={"buf_size": 1024})
+    params = r.client.params()
+    assert (params.buf_size, params.buf_count, params.max_request) == (1024, 4, 1020)
+    r.client.upload(os.urandom(3000), "/lfs1/a.bin")
+    # params + four uploads of ~980 data bytes; a request over 1020 bytes would have been
+    # dropped silently by the device and shown up as a timeout.
+    assert r.board.stats["requests"] == 1 + 4
+    assert r.client.timeouts == 0
+
+
+def test_without_params_support_small_requests_still_work(rig):
+    r = rig(Faults(params_supported=False))
+    assert not r.client.params().from_device
+    assert r.client.params().max_request == FALLBACK_MAX_REQUEST
+    data = os.urandom(700)
+    r.client.upload(data, "/lfs1/small.bin")
+    assert r.client.download("/lfs1/small.bin") == data
+
+
+def test_oversized_write_to_provision_cbor_is_no_space(rig):
+    r = rig()
+    with pytest.raises(NoSpaceError) as info:
+        r.client.upload(os.urandom(600), "/factory/provision.cbor", max_chunk=600)
+    assert "/factory/provision.cbor" in str(info.value) and "upload" in str(info.value)
+    assert info.value.rc == 10  # FS_MGMT_ERR_FILE_WRITE_FAILED
+
+
+def test_full_file_system_is_no_space(rig):
+    r = rig()
+    r.board.mount("/tiny", _TinyFs())
+    with pytest.raises(NoSpaceError, match="/tiny/x"):
+        r.client.upload(b"0123456789", "/tiny/x")
+
+
+def test_missing_file_is_remote_file_not_found(rig):
+    r = rig()
+    with pytest.raises(RemoteFileNotFound, match="download of /lfs1/missing.bin"):
+        r.client.download("/lfs1/missing.bin")
+    with pytest.raises(RemoteFileNotFound, match="status of /lfs1/missing.bin"):
+        r.client.status("/lfs1/missing.bin")
+
+
+def test_second_provisioning_attempt_in_one_boot_is_refused(rig):
+    r = rig()
+    r.client.upload(b"\x81\xa0", "/factory/provision.cbor")
+    assert r.client.download("/factory/result.txt", timeout=5) == b"0"
+    with pytest.raises(RemoteNotMounted, match="/factory/provision.cbor"):
+        r.client.upload(b"\x81\xa0", "/factory/provision.cbor")
+
+
+def test_lost_line_is_recovered_by_a_retry(rig):
+    r = rig(Faults(drop_lines=frozenset({3})), timeout=0.4)  # 1: params, 2..: first upload
+    data = os.urandom(2000)
+    r.client.upload(data, "/lfs1/d.bin")
+    assert r.client.download("/lfs1/d.bin") == data
+    assert r.client.timeouts == 1
+
+
+@pytest.mark.parametrize("kind", ["base64", "crc"])
+def test_corrupted_line_is_recovered_by_a_retry(rig, kind):
+    r = rig(Faults(corrupt_lines={4: kind}), timeout=0.4)
+    data = os.urandom(2000)
+    r.client.upload(data, "/lfs1/c.bin")
+    assert r.client.download("/lfs1/c.bin") == data
+    assert r.client.timeouts == 1
+    reason = "line is not valid base64" if kind == "base64" else "bad CRC"
+    assert r.board.stats[f"frames dropped ({reason})"] == 1
+
+
+def test_stall_longer_than_the_timeout_resumes_from_the_device_offset(rig):
+    # Request 1 reads the parameters, 2 is the first chunk, 3 the second: the device writes
+    # it after the client gave up; the retry of the same offset gets the offset-mismatch reply
+    # (the late answer to 3 is skipped as stale) and the client resumes from the device's "len".
+    r = rig(Faults(stall_requests={3: 0.6}), timeout=0.3)
+    data = os.urandom(5000)
+    r.client.upload(data, "/lfs1/s.bin")
+    assert r.client.resumes >= 1 and r.client.timeouts >= 1
+    assert r.client.download("/lfs1/s.bin") == data
+
+
+def test_reset_in_the_middle_of_provisioning_ends_clearly(rig):
+    r = rig(Faults(reset_after_provision_bytes=1000), timeout=0.5, retries=2)
+    started = time.monotonic()
+    with pytest.raises(TransferError) as info:
+        r.client.upload(os.urandom(3000), "/factory/provision.cbor")
+    assert time.monotonic() - started < 5
+    assert "/factory/provision.cbor" in str(info.value)
+    r.port.expect_exact("Device ready for provisioning.", 5)  # the device rebooted
+    assert r.model.blobs == []  # the attempt was lost, nothing provisioned
+
+
+def test_dead_device_times_out_with_what_was_sent(rig):
+    r = rig()
+    r.client.params()  # negotiated before the device goes deaf
+    r.board.faults.drop_lines = frozenset(range(1, 10_000))
+    r.client.timeout, r.client.retries = 0.2, 2
+    started = time.monotonic()
+    with pytest.raises(SmpTimeout) as info:
+        r.client.download("/factory/endpoint.txt")
+    assert time.monotonic() - started < 3
+    text = str(info.value)
+    assert "download /factory/endpoint.txt" in text and "2 attempt(s)" in text
+    assert "name='/factory/endpoint.txt'" in text and "0.2 s" in text
+
+
+def test_legacy_rc_zero_is_tolerated(rig):
+    r = rig(Faults(legacy_rc=True))
+    data = os.urandom(3000)
+    r.client.upload(data, "/lfs1/legacy.bin")
+    assert r.client.download("/lfs1/legacy.bin") == data
+
+
+def test_empty_chunks_before_eof_are_detected(rig):
+    r = rig()
+    r.board.mount("/liar", _LyingFs())
+    with pytest.raises(TransferError, match="empty chunk at offset 0 of 10"):
+        r.client.download("/liar/file")
+
+
+def test_unpaced_bursts_lose_lines_and_paced_ones_do_not(rig):
+    slow = dict(rx_buffer_drop=True, line_process_time=0.02)
+    unpaced = rig(Faults(**slow), baud=10_000_000, line_delay=0.0, timeout=0.3, retries=2)
+    with pytest.raises(SmpTimeout):
+        unpaced.client.upload(os.urandom(1000), "/lfs1/u.bin")
+    assert unpaced.board.stats["lines dropped (RX buffers full)"] > 0
+
+    paced = rig(Faults(**slow), baud=10_000_000, line_delay=0.025)
+    data = os.urandom(1000)
+    paced.client.upload(data, "/lfs1/p.bin")
+    assert paced.client.download("/lfs1/p.bin") == data
+    assert paced.board.stats.get("lines dropped (RX buffers full)", 0) == 0
+
+
+class _TinyFs:
+    def stat(self, path):
+        raise FsError(errno.ENOENT)
+
+    def open(self, path, write):
+        return self
+
+    def write(self, off, data):
+        raise FsError(errno.ENOSPC)
+
+    def read(self, off, size):
+        return b""
+
+    def truncate(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class _LyingFs(_TinyFs):
+    def stat(self, path):
+        return True, 10  # claims 10 bytes, reads nothing
