@@ -46,7 +46,7 @@ PROMPT = "uart:~$ "
 RESTORED = "persistence: Anjay restored from"
 NO_FACTORY_DATA = "Couldn't restore Anjay from anjay_factory"
 REGISTERED = "registration successful"
-REG_REJECTED = re.compile(r"server responded with (\S+) \(expected 2\.01 Created\)")
+REG_REJECTED = re.compile(r"server responded with (.+?) \(expected 2\.01 Created\)")
 
 
 @dataclass
@@ -299,8 +299,7 @@ class ProvisioningFlow:
 
     def wait_ready(self) -> str:
         t = self.options.timeouts
-        match = self.port.expect(re.compile(re.escape(READY) + "|" + re.escape(ALREADY)),
-                                 t.ready)
+        match = self.port.expect(re.compile(READY.replace(".", r"\.") + "|" + ALREADY), t.ready)
         if match.group(0) == ALREADY:
             raise AlreadyProvisionedError(
                 f"board {self.board.name}: the initial image found factory provisioning data "
@@ -317,7 +316,7 @@ class ProvisioningFlow:
 
         try:
             raw = self._smp().download(ENDPOINT_FILE)
-        except smp.RemoteNotMounted:
+        except (smp.RemoteNotMounted, smp.RemoteFileNotFound):
             raise AlreadyProvisionedError(
                 f"board {self.board.name}: /factory is not mounted, so the device is already "
                 "provisioned (or not running the initial image); flash the production image "

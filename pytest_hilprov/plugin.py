@@ -152,10 +152,18 @@ def hil_settings(pytestconfig: pytest.Config) -> hil.HilSettings:
     return pytestconfig.stash[SETTINGS_KEY]
 
 
+def _xdist_worker(config: pytest.Config) -> tuple[str | None, int]:
+    """(worker id, worker count) of this pytest-xdist worker, or (None, 1)."""
+    info = getattr(config, "workerinput", None)
+    if not info:
+        return None, 1
+    return info.get("workerid"), int(info.get("workercount", 1))
+
+
 @pytest.fixture(scope="session")
-def hil_run_dir(hil_settings: hil.HilSettings) -> Path:
+def hil_run_dir(pytestconfig: pytest.Config, hil_settings: hil.HilSettings) -> Path:
     """This session's log directory (one per xdist worker)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    worker = _xdist_worker(pytestconfig)[0] or "main"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = hil_settings.logdir / f"{stamp}-{os.getpid()}-{worker}"
     path.mkdir(parents=True, exist_ok=True)
@@ -180,12 +188,12 @@ def coiote(hil_settings: hil.HilSettings):
 
 
 @pytest.fixture(scope="session")
-def board(hil_settings: hil.HilSettings, coiote, hil_run_dir: Path):
+def board(pytestconfig: pytest.Config, hil_settings: hil.HilSettings, coiote,
+          hil_run_dir: Path):
     """The board under test for this session (this xdist worker's): real or virtual."""
     if not hil_settings.has_board:
         pytest.skip("no board: give --board SNR or --board sim")
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker, workers = _xdist_worker(pytestconfig)
     try:
         spec = (hil.board_for_worker(hil_settings.boards, worker, workers)
                 if hil_settings.boards else None)

@@ -26,6 +26,7 @@ What this client adds over a plain request/response loop (see ``smp-notes.md`` Â
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import logging
 import struct
 import time
@@ -184,6 +185,7 @@ class _Reply:
     header: smphdr.Header
     body: dict[str, Any]
     frame: bytes
+    attempt: int = 1  # which sending of the request this answers (2+: after a timeout)
 
 
 def wire_time(nbytes: int, baudrate: int) -> float:
@@ -267,6 +269,11 @@ class SmpFileClient:
                          expected, off)
                 self.resumes += 1
                 new_off = expected
+            elif self._last_chunk_already_taken(reply, off + size, total):
+                log.warning("upload %s: the reply to the last chunk was lost and the device has "
+                            "closed the upload, so it took that chunk; the device's own result "
+                            "confirms the data", remote)
+                new_off = total
             else:
                 hint = ""
                 if off > 0 and self._error_codes(reply) in (
@@ -385,6 +392,7 @@ class SmpFileClient:
             self._send_lines(lines)
             reply = self._await(request.header, wait, stats)
             if reply is not None:
+                reply = dataclasses.replace(reply, attempt=attempt)
                 codes = self._error_codes(reply)
                 if codes == (None, MGMT_ERR.EBUSY) and attempt < attempts:
                     time.sleep(0.2)
@@ -502,6 +510,14 @@ class SmpFileClient:
         if isinstance(rc, int) and rc != 0:
             return None, rc
         return None
+
+    def _last_chunk_already_taken(self, reply: _Reply, end: int, total: int) -> bool:
+        """A retried last chunk answered "not found": its first sending arrived (the reply was
+        lost) and completed the file, so the device closed the upload. A file it cannot stat
+        (/factory/provision.cbor) then looks missing; other files answer an offset mismatch."""
+        return (reply.attempt > 1 and end >= total
+                and self._error_codes(reply) in ((_FS_GROUP, FS_MGMT_ERR.FILE_NOT_FOUND),
+                                                 (None, MGMT_ERR.ENOENT)))
 
     def _offset_mismatch(self, reply: _Reply) -> int | None:
         """The offset the device expects, if this is Zephyr's offset-mismatch reply."""

@@ -443,6 +443,8 @@ class VirtualBoard:
         factory = FactoryFs(self.endpoint_name, self._provision, eof_idle=self.faults.eof_idle,
                             on_bytes=self._provision_bytes)
         boot.factory = factory
+        if boot.stop.is_set():  # rebooted while booting: _halt may not have seen the factory
+            return
         self._mounts.mount("/factory", factory)
         self._log(boot, "wrn", "provisioning_app", "NOTE: No more log messages will be "
                   "displayed. Please use mcumgr to check provisioning results")
@@ -550,7 +552,7 @@ class VirtualBoard:
             self._log(boot, "inf", "anjay",
                       f"[anjay] registration successful, location = /rd/{location}")
         else:
-            self._log(boot, "err", "anjay", "[anjay] server responded with 4.03 Forbidden "
+            self._log(boot, "wrn", "anjay", "[anjay] server responded with 4.03 Forbidden "
                       "(expected 2.01 Created)")
 
     # --- UART input -----------------------------------------------------------------------

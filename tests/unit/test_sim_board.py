@@ -500,6 +500,19 @@ def test_shell_echoes_and_answers(boards, ports):
     port.expect(r"uart:~\$ $", 5)
 
 
+def test_lines_longer_than_127_bytes_are_dropped_silently(boards, ports):
+    board = boards()
+    port = ports(board)
+    request = bytes(EchoWriteRequest(d="x" * 150, sequence=7))
+    for line in smppacket.encode(request, 132):  # 131-byte lines
+        port.write_smp_line(line)
+    assert port.read_smp_line(0.4) is None
+    assert board.stats["lines dropped (longer than 127 bytes)"] >= 1
+    for line in smppacket.encode(request, 128):  # 127-byte lines
+        port.write_smp_line(line)
+    assert port.read_smp_line(2) is not None
+
+
 def test_emulated_baud_rate_costs_wire_time(boards, ports):
     board = boards(baud=9600)
     port = ports(board)

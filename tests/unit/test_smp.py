@@ -126,7 +126,10 @@ def test_round_trip_on_the_scratch_file_system(rig, size):
 def test_provision_upload_reaches_the_device_intact(rig, size):
     r = rig()
     blob = os.urandom(size)
+    r.client.params()
+    before = r.board.stats["requests"]
     r.client.upload(blob, "/factory/provision.cbor")  # chunks over 512 B would fail: ENOSPC
+    assert r.board.stats["requests"] - before == max(1, -(-size // 512))  # full 512-byte chunks
     assert r.client.download("/factory/result.txt", timeout=5) == (b"0" if size else b"-1")
     assert r.model.blobs == [blob]
 

@@ -1,0 +1,193 @@
+"""The station flow on the virtual board: the happy path, realism knobs, and every error path."""
+
+import time
+
+import pytest
+
+from hilprov.board.base import NordicProbeBoard, PortBoard
+from hilprov.certs import generate_self_signed
+from hilprov.errors import JLinkMissingError
+from hilprov.flow import STEPS, FlowOptions, ProvisioningFlow, Timeouts
+from hilprov.records import RecordStore, RecordWriter
+from hilprov.sim.board import Faults
+from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
+from hilprov.station import SimBoard
+from tests import CONFIGS
+
+ENDPOINT = "anjay-zephyr-demo-351234567890123"
+FAST = Timeouts(ready=5, prompt=1, smp=1.0, result=10, restored=5, registered=5)
+
+
+@pytest.fixture
+def sim(tmp_path):
+    made = []
+
+    def make(**kwargs):
+        board = SimBoard("sim", state_dir=tmp_path / f"state{len(made)}", **kwargs)
+        made.append(board)
+        return board
+
+    yield make
+    for board in made:
+        board.close()
+
+
+def options(**kwargs) -> FlowOptions:
+    base = {"endpoint_cfg": CONFIGS / "endpoint_cfg", "initial_hex": INITIAL_IMAGE,
+            "final_hex": FINAL_IMAGE, "timeouts": FAST}
+    base.update(kwargs)
+    return FlowOptions(**base)
+
+
+@pytest.fixture
+def cert_options(tmp_path):
+    server = tmp_path / "server.der"
+    server.write_bytes(generate_self_signed({"commonName": "server"}, None).cert_der)
+
+    def make(**kwargs):
+        return options(endpoint_cfg=CONFIGS / "endpoint_cfg_cert",
+                       cert_info=CONFIGS / "cert_info.json", scert=server,
+                       cert_dir=tmp_path / "cert", **kwargs)
+    return make
+
+
+def run(board, opts, tmp_path=None, **kwargs):
+    return ProvisioningFlow(board, opts, log_dir=tmp_path, **kwargs).run()
+
+
+def test_full_flow_registers_and_records_every_step(sim, tmp_path):
+    store = RecordStore(tmp_path / "rec.sqlite")
+    result = run(sim(), options(), tmp_path, observers=[RecordWriter(store)])
+    assert result.outcome == "registered", result.error
+    assert [s.name for s in result.steps] == list(STEPS)
+    assert all(s.status in ("ok", "skipped") for s in result.steps)
+    assert result.step("onboard").status == "skipped"  # no Coiote given
+    assert result.endpoint == ENDPOINT and result.blob_size == 192
+    log = (tmp_path / "sim.log").read_text()
+    assert "Device ready for provisioning." in log
+    assert log.index("Anjay restored from anjay_factory") < log.index("registration successful")
+    [row] = store.query()
+    assert (row["outcome"], row["endpoint"], row["exit_code"]) == ("registered", ENDPOINT, 0)
+
+
+def test_certificate_mode_uploads_in_512_byte_writes_at_emulated_115200_baud(sim, cert_options,
+                                                                            tmp_path):
+    board = sim(emulate_baud=True)
+    result = run(board, cert_options(), tmp_path)
+    assert result.outcome == "registered", result.error
+    assert result.blob_size > 1024
+    assert result.cert_fingerprint and len(result.cert_fingerprint) == 64
+    assert (tmp_path / "cert" / ENDPOINT / "client_key.der").exists()
+
+
+def test_flow_survives_a_dropped_line_a_corrupted_line_and_a_stall_at_115200(sim, cert_options,
+                                                                           tmp_path):
+    faults = Faults(drop_lines=frozenset({3}), corrupt_lines={8: "crc", 12: "base64"},
+                    stall_requests={5: 1.5})
+    board = sim(emulate_baud=True, faults=faults)
+    start = time.monotonic()
+    result = run(board, cert_options(), tmp_path)
+    assert result.outcome == "registered", result.error
+    assert time.monotonic() - start < 30
+    assert board.device.attempts[-1].ok  # one attempt, with the whole blob
+    stats = board.device.stats
+    assert stats["lines dropped (fault injection)"] == 1
+    assert stats["requests stalled"] == 1
+    assert stats["frames dropped (line is not valid base64)"] >= 1
+
+
+def test_reset_in_the_middle_of_the_upload_ends_as_rejected_or_transfer_error(sim, cert_options,
+                                                                            tmp_path):
+    board = sim(faults=Faults(reset_after_provision_bytes=600, eof_idle=1.0))
+    start = time.monotonic()
+    result = run(board, cert_options(), tmp_path)
+    assert time.monotonic() - start < 30, "must not hang"
+    assert result.outcome == "failed"
+    assert result.error_kind in ("device rejected", "transfer error"), result.error
+    assert "re-run" in result.error or "SMP" in result.error
+    assert result.step("onboard").status == "pending"  # never onboarded a broken device
+
+
+def test_already_provisioned_device_is_refused_before_any_upload(sim, tmp_path):
+    board = sim()
+    assert run(board, options(), tmp_path).outcome == "registered"
+    again = run(board, options(erase_initial=False), tmp_path)
+    assert again.error_kind == "already provisioned"
+    assert again.exit_code == 10
+    assert "erase the chip" in again.error
+    assert again.step("read-endpoint").status == "pending"
+
+
+def test_device_rejection_gives_the_host_validators_best_guess(sim, tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.write_text("{0: {1: {0: 'coap://x:5683', 2: 3, 10: 1}}, 1: {1: {0: 1, 1: 60, 6: False, "
+                   "7: 'U'}}, 3: {0: {0: 'ACME'}}}")
+    result = run(sim(), options(endpoint_cfg=cfg, profile="lwm2m"), tmp_path)
+    assert result.error_kind == "device rejected" and result.exit_code == 9
+    assert "object /3 (Device) does not exist on the device" in result.error
+    assert result.step("flash-final").status == "pending"
+
+
+def test_endpoint_mismatch_stops_before_anything_is_uploaded(sim, tmp_path):
+    board = sim()
+    result = run(board, options(endpoint_name="other-name"), tmp_path)
+    assert result.error_kind == "endpoint mismatch" and result.exit_code == 3
+    assert result.step("upload").status == "pending"
+    assert board.device.attempts == []
+    forced = run(board, options(endpoint_name="other-name", force_endpoint=True), tmp_path)
+    assert forced.outcome == "registered" and forced.endpoint == "other-name"
+
+
+def test_missing_ready_line_times_out_with_the_tail_and_the_log_path(sim, tmp_path):
+    board = sim(faults=Faults(no_ready_line=True))
+    result = run(board, options(timeouts=Timeouts(ready=0.5)), tmp_path)
+    assert result.error_kind == "board error" and result.exit_code == 7
+    assert "pattern 'Device ready for provisioning" in result.error
+    assert "did not appear within 0.5 s" in result.error
+    assert "registered object /2" in result.error  # the tail
+    assert str(tmp_path / "sim.log") in result.error
+
+
+def test_restored_but_never_registered(sim, tmp_path):
+    board = sim(faults=Faults(never_register=True))
+    result = run(board, options(timeouts=Timeouts(registered=1.0)), tmp_path)
+    assert result.error_kind == "not registered" and result.exit_code == 11
+    assert "restored the configuration but did not register within 1 s" in result.error
+    assert result.step("wait-restored").status == "ok"
+
+
+def test_cloud_refusal_is_reported_as_not_registered(sim, tmp_path):
+    board = sim(registrar=lambda endpoint, objects: "not onboarded")
+    result = run(board, options(), tmp_path)
+    assert result.error_kind == "not registered"
+    assert "refused the registration (4.03 Forbidden)" in result.error
+
+
+def test_bad_config_never_touches_the_board(sim, tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.write_text("{0: {1: {0: 'coap://x', 2: 1, 10: 1}}}")
+    board = sim()
+    boots = board.device.stats["boots"]
+    result = run(board, options(endpoint_cfg=cfg), tmp_path)
+    assert result.error_kind == "validation failed"
+    assert board.device.stats["boots"] == boots
+    assert result.step("flash-initial").status == "pending"
+
+
+def test_port_only_board_provisions_a_device_already_running_the_initial_image(sim, tmp_path):
+    device = sim()
+    board = PortBoard("port", device.port)
+    result = run(board, options(), tmp_path)
+    assert result.outcome == "provisioned", result.error
+    assert result.step("flash-initial").status == "skipped"
+    assert result.step("flash-final").status == "skipped"
+    assert device.device.provisioned
+
+
+def test_missing_jlink_library_is_one_clear_line(tmp_path):
+    """The real pynrfjprog on this machine: no J-Link libraries installed."""
+    with pytest.raises(JLinkMissingError) as info:
+        NordicProbeBoard("960012345").flash(INITIAL_IMAGE, erase=True)
+    message = str(info.value)
+    assert "\n" not in message and "APIError" not in message
+    assert "segger.com" in message
