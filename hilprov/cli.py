@@ -292,6 +292,85 @@ def _show(record, show_secrets: bool):
     return value
 
 
+def cmd_fs(args: argparse.Namespace) -> int:
+    """`mcumgr fs upload/download` for any Zephyr MCUmgr device with the file-system group."""
+    import time
+    from pathlib import Path
+
+    from hilprov.board.serial import SerialPort
+    from hilprov.board.smp import SmpFileClient
+    from hilprov.errors import ConfigError
+    from hilprov.provisioning import write_atomic
+
+    progress = _TransferBar() if sys.stderr.isatty() and not args.quiet else None
+    if args.action == "upload":
+        try:
+            data = Path(args.local).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{args.local}: cannot read: {exc.strerror or exc}") from None
+    with SerialPort(args.port, args.baudrate) as port:
+        client = SmpFileClient(port, timeout=args.timeout, retries=args.retries)
+        start = time.monotonic()
+        if args.action == "upload":
+            client.upload(data, args.remote, progress=progress)
+            size = len(data)
+        else:
+            data = client.download(args.remote, progress=progress)
+            write_atomic(Path(args.local), data, mode=0o644)
+            size = len(data)
+        seconds = time.monotonic() - start
+    if progress:
+        progress.done()
+    verb = "uploaded to" if args.action == "upload" else "downloaded from"
+    log.info("%d bytes %s %s in %.2f s (%.0f B/s)", size, verb, args.remote, seconds,
+             size / max(seconds, 1e-6))
+    return 0
+
+
+class _TransferBar:
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} B\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from hilprov.records import RecordStore, export, parse_since
+
+    since = parse_since(args.since) if args.since else None
+    rows = RecordStore(args.records).query(since=since, endpoint=args.endpoint,
+                                           failed=args.failed)
+    if args.format in ("csv", "json"):
+        text = export(rows, args.format)
+        if args.output:
+            from pathlib import Path
+
+            from hilprov.provisioning import write_atomic
+
+            write_atomic(Path(args.output), text.encode(), mode=0o644)
+        else:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    print(f"{'id':>5}  {'started (UTC)':<23}  {'board':<12} {'endpoint':<36} {'outcome':<12} "
+          "error")
+    for row in rows:
+        error = f"{row['error_kind']} at {row['current_step']}" if row["error_kind"] else ""
+        print(f"{row['id']:>5}  {row['started_at'][:23]:<23}  {row['board']:<12} "
+              f"{(row['endpoint'] or '-'):<36} {row['outcome']:<12} {error}")
+    print(f"{len(rows)} attempt(s) in {args.records}", file=sys.stderr)
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from hilprov.sim.runner import sim_main
+
+    return sim_main(args.sim_args)
+
+
 # -- parsers -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -319,6 +398,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-secrets", action="store_true", help="print /0/x/5 keys too")
     add_verbosity(p)
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("fs", help="upload/download files over SMP (an `mcumgr fs` replacement)",
+                       formatter_class=_formatter, epilog=EPILOG)
+    fs = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, first, second in (("upload", "local", "remote"),
+                                  ("download", "remote", "local")):
+        q = fs.add_parser(action, help=f"{action} one file",
+                          formatter_class=_formatter, epilog=EPILOG)
+        q.add_argument("--port", required=True, help="serial port (any pyserial URL)")
+        q.add_argument("--baudrate", type=int, default=115200)
+        q.add_argument("--timeout", type=float, default=5.0, help="seconds per response")
+        q.add_argument("--retries", type=int, default=3, help="sendings per request")
+        q.add_argument(first, metavar=first.upper())
+        q.add_argument(second, metavar=second.upper())
+        add_verbosity(q)
+        q.set_defaults(func=cmd_fs)
+
+    p = sub.add_parser("records", help="list or export the device records",
+                       formatter_class=_formatter, epilog=EPILOG)
+    p.add_argument("--records", default="hilprov-records.sqlite", metavar="PATH",
+                   help="records database (default: %(default)s)")
+    p.add_argument("--since", metavar="WHEN", help="ISO date/time, or 30m / 12h / 7d")
+    p.add_argument("--endpoint", metavar="NAME", help="only this endpoint")
+    p.add_argument("--failed", action="store_true", help="only attempts that did not succeed")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--output", metavar="FILE", help="write csv/json here instead of stdout")
+    add_verbosity(p)
+    p.set_defaults(func=cmd_records)
+
+    p = sub.add_parser("sim", help="run a virtual board (prints its pty path first)",
+                       add_help=False, prefix_chars="\0")
+    p.add_argument("sim_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_sim)
     return parser
 
 

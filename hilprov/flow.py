@@ -353,9 +353,19 @@ class ProvisioningFlow:
         return f"{len(blob)} bytes"
 
     def upload(self) -> str:
+        from hilprov.board import smp
+
         blob = self.fp.blob
         start = time.monotonic()
-        self._smp().upload(blob, PROVISION_FILE, progress=self._progress("upload"))
+        try:
+            self._smp().upload(blob, PROVISION_FILE, progress=self._progress("upload"))
+        except (smp.RemoteNotMounted, smp.RemoteFileNotFound) as exc:
+            if exc.offset:  # mid-upload: the device rebooted, not a used-up attempt
+                raise
+            raise AlreadyProvisionedError(
+                f"board {self.board.name}: the device takes no provisioning file: this boot's "
+                "one attempt is used up (the device was provisioned, or an earlier attempt "
+                "failed); reset it or flash the initial image again") from None
         seconds = max(time.monotonic() - start, 1e-6)
         return f"{len(blob)} bytes, {len(blob) / seconds:.0f} B/s"
 

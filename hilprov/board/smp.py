@@ -91,10 +91,11 @@ class SmpRemoteError(TransferError):
     """The device answered with an SMP error; `group`/`rc` are the raw codes."""
 
     def __init__(self, message: str, *, operation: str, remote: str, group: int | None = None,
-                 rc: int | None = None, rc_name: str = "") -> None:
+                 rc: int | None = None, rc_name: str = "", offset: int | None = None) -> None:
         super().__init__(message)
         self.operation = operation
         self.remote = remote
+        self.offset = offset
         self.group = group
         self.rc = rc
         self.rc_name = rc_name
@@ -557,7 +558,7 @@ class SmpFileClient:
             where = f" at offset {off}" + (f" ({size} data bytes)" if size is not None else "")
         raise cls(f"SMP {operation} of {remote} failed{where}: the device reports {name}: "
                   f"{why}{hint}", operation=operation, remote=remote, group=group, rc=rc,
-                  rc_name=name)
+                  rc_name=name, offset=off)
 
     def _model(self, model: type[M], reply: _Reply, operation: str, remote: str) -> M:
         """Validate the fields `model` knows (extra keys such as ``rc: 0`` are ignored)."""

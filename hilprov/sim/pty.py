@@ -73,10 +73,14 @@ class PtyLink:
             self._master = self._slave = self._wake_r = self._wake_w = -1
 
     def discard_pending(self) -> None:
-        """Drop bytes in flight both ways (a reboot loses what the UART had not delivered)."""
+        """Drop what the host sent that the device had not read yet (a reboot loses its RX).
+
+        Only that direction: what the device already sent sits in the host's driver buffer on
+        real hardware too, and flushing it under a host blocked in select() makes pyserial see
+        a readable port with no data ("device disconnected")."""
         if self._slave >= 0:
             try:
-                termios.tcflush(self._slave, termios.TCIOFLUSH)
+                termios.tcflush(self._slave, termios.TCOFLUSH)
             except termios.error:
                 pass
 

@@ -207,3 +207,43 @@ def test_a_bug_is_one_line_and_exit_1(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "internal error: KeyError" in err and "Traceback" not in err
+
+
+@pytest.fixture()
+def sim_process(tmp_path):
+    """`hilprov sim` as a separate process, as a bench would run it; yields its pty path."""
+    proc = subprocess.Popen([sys.executable, "-m", "hilprov", "sim", "--state-dir",
+                             str(tmp_path / "state")], stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_fs_upload_and_download_through_a_virtual_board_process(workdir, sim_process, capsys):
+    payload = bytes(range(256)) * 12 + b"tail"
+    (workdir / "f.bin").write_bytes(payload)
+    assert main(["fs", "upload", "--port", sim_process, "f.bin", "/lfs1/f.bin"]) == 0
+    assert main(["fs", "download", "--port", sim_process, "/lfs1/f.bin", "g.bin"]) == 0
+    assert (workdir / "g.bin").read_bytes() == payload
+    assert main(["fs", "download", "--port", sim_process, "/factory/endpoint.txt", "ep"]) == 0
+    assert (workdir / "ep").read_text() == ENDPOINT
+    assert main(["fs", "download", "--port", sim_process, "/lfs1/nope", "x"]) == 8
+    assert "FILE_NOT_FOUND" in capsys.readouterr().err
+    assert not (workdir / "x").exists()
+
+
+def test_provision_over_a_port_only_then_records_list_and_export(workdir, sim_process, capsys):
+    argv = ["-c", str(CONFIGS / "endpoint_cfg"), "--port", sim_process, "-q"]
+    assert ptool_main(argv) == 0
+    assert ptool_main(argv) == errors.AlreadyProvisionedError.exit_code  # one attempt per boot
+    capsys.readouterr()
+    assert main(["records"]) == 0
+    table = capsys.readouterr().out
+    assert "provisioned" in table and "already provisioned at upload" in table
+    assert main(["records", "--failed", "--format", "json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["error_kind"] == "already provisioned" and row["board_kind"] == "port"
+    assert main(["records", "--format", "csv", "--output", "r.csv"]) == 0
+    assert (workdir / "r.csv").read_text().count("\n") == 3
