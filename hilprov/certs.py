@@ -15,7 +15,6 @@ import datetime
 import functools
 import hashlib
 import inspect
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from hilprov.errors import CertificateError, ConfigError
+from hilprov.errors import CertificateError
+from hilprov.files import read_json
 
 DEFAULT_CURVE = "secp256r1"
 DEFAULT_DIGEST = "sha256"
@@ -108,18 +108,7 @@ def _lookup(name: str, table: Mapping[str, Any]) -> Any:
 
 def load_cert_info(path: str | Path) -> dict:
     """Read and check a `cert_info.json`; errors name the file. Defaults are applied later."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read certificate info: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: certificate info is not UTF-8 (byte {exc.start})") from None
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: certificate info is not valid JSON: "
-                          f"{exc.msg}") from None
+    info = read_json(path, "certificate info")
     validate_cert_info(info, str(path))
     return info
 

@@ -300,7 +300,7 @@ def cmd_fs(args: argparse.Namespace) -> int:
     from hilprov.board.serial import SerialPort
     from hilprov.board.smp import SmpFileClient
     from hilprov.errors import ConfigError
-    from hilprov.provisioning import write_atomic
+    from hilprov.files import write_atomic
 
     progress = _TransferBar() if sys.stderr.isatty() and not args.quiet else None
     if args.action == "upload":
@@ -349,7 +349,7 @@ def cmd_records(args: argparse.Namespace) -> int:
         if args.output:
             from pathlib import Path
 
-            from hilprov.provisioning import write_atomic
+            from hilprov.files import write_atomic
 
             write_atomic(Path(args.output), text.encode(), mode=0o644)
         else:

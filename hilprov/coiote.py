@@ -19,7 +19,6 @@ every message we build, never logged, and left out of the client's repr.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import os
 import random
@@ -35,6 +34,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 
 from hilprov.errors import CloudError, ConfigError
+from hilprov.files import read_json
 from hilprov.lwm2m import SecurityMode
 
 log = logging.getLogger("hilprov.coiote")
@@ -67,19 +67,7 @@ class ServerInfo:
 
 def load_server_info(path: str | Path) -> ServerInfo:
     """Read a server.json (`url`, `port`, `domain`); errors name the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read server info: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: server info is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: server info is not valid JSON: "
-                          f"{exc.msg}") from None
-    return parse_server_info(data, str(path))
+    return parse_server_info(read_json(path, "server info"), str(path))
 
 
 def parse_server_info(data: Any, source: str = "server info") -> ServerInfo:

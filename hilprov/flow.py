@@ -344,7 +344,7 @@ class ProvisioningFlow:
             fp.generate_self_signed_cert(Path(opts.cert_dir) / self.result.endpoint)
         blob = fp.serialize()
         if opts.output is not None:
-            from hilprov.provisioning import write_atomic
+            from hilprov.files import write_atomic
 
             write_atomic(Path(opts.output), blob)
         self.result.blob_size = len(blob)

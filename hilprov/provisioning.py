@@ -10,14 +10,13 @@ before anything is written; errors are typed `HilprovError`s; secrets stay out o
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from hilprov import certs, coiote, profile, senml
 from hilprov.config import EndpointConfig, load_config
 from hilprov.errors import ConfigError, ValidationError
+from hilprov.files import write_atomic
 from hilprov.lwm2m import OID, RID, SecurityMode
 
 log = logging.getLogger("hilprov")
@@ -232,21 +231,3 @@ def with_credentials(config: EndpointConfig, server_cert: bytes | None,
 def _where(config: EndpointConfig, path) -> str:
     loc = config.location(path)
     return str(loc) if loc else config.source
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None

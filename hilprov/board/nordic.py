@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hilprov.board.hexfile import HexImage, read_intel_hex
 from hilprov.errors import BoardError, ConfigError, JLinkMissingError
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,6 @@ class ProbeInfo:
     vcom_ports: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class HexImage:
-    """What an Intel HEX file covers, checked before the probe is touched."""
-
-    path: Path
-    data_bytes: int
-    start: int
-    end: int  # one past the last byte
-
-
 def normalize_serial(value: str | int) -> str:
     """J-Link serials are u32; USB reports them zero-padded ("000960012345"). Return "960012345"."""
     text = str(value).strip()
@@ -94,48 +85,6 @@ def normalize_serial(value: str | int) -> str:
         raise ConfigError(f"J-Link probe serial number {text!r} is not a number between 1 and "
                           f"4294967295 (e.g. 960012345)")
     return str(int(text))
-
-
-def read_intel_hex(path: str | Path) -> HexImage:
-    """Check that `path` is a complete, checksummed Intel HEX file and measure what it covers."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("ascii")
-    except UnicodeDecodeError:
-        raise BoardError(f"{path}: not an Intel HEX file (binary; an .elf or .bin?)") from None
-    except OSError as err:
-        raise BoardError(f"{path}: cannot read firmware file: {err.strerror}") from None
-    base = data_bytes = 0
-    start, end = 0xFFFFFFFF, 0
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        where = f"{path}: line {number}"
-        if not line.startswith(":"):
-            raise BoardError(f"{where}: not an Intel HEX record (lines must start with ':')")
-        try:
-            record = bytes.fromhex(line[1:])
-        except ValueError:
-            raise BoardError(f"{where}: not hexadecimal") from None
-        if len(record) < 5 or len(record) != record[0] + 5:
-            raise BoardError(f"{where}: record length does not match its byte count")
-        if sum(record) & 0xFF:
-            raise BoardError(f"{where}: checksum mismatch (corrupted file?)")
-        kind, payload = record[3], record[4:-1]
-        if kind == 0x00 and payload:
-            address = base + (record[1] << 8 | record[2])
-            start, end = min(start, address), max(end, address + len(payload))
-            data_bytes += len(payload)
-        elif kind == 0x01:
-            if data_bytes == 0:
-                raise BoardError(f"{path}: Intel HEX file contains no data")
-            return HexImage(path, data_bytes, start, end)
-        elif kind in (0x02, 0x04) and len(payload) == 2:
-            base = int.from_bytes(payload, "big") << (4 if kind == 0x02 else 16)
-        elif kind not in (0x03, 0x05):
-            raise BoardError(f"{where}: unknown or malformed record type {kind:02X}")
-    raise BoardError(f"{path}: Intel HEX file has no end-of-file record (truncated?)")
 
 
 def find_vcom_ports(serial_number: str | int, comports: Callable[[], Any] | None = None,

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hilprov.board.hexfile import read_intel_hex
 from hilprov.errors import BoardError
 
 IMAGE_DIR = Path(__file__).with_name("images")
@@ -29,40 +30,9 @@ class SimImage:
     path: Path
 
 
-def read_hex_data(path: Path) -> bytes:
-    """All data bytes of an Intel HEX file in file order; BoardError names file and line."""
-    try:
-        text = Path(path).read_bytes().decode("ascii")
-    except UnicodeDecodeError:
-        raise BoardError(f"{path}: not an Intel HEX file (binary data)") from None
-    except OSError as err:
-        raise BoardError(f"{path}: cannot read firmware image: {err.strerror}") from None
-    data = bytearray()
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        where = f"{path}: line {number}"
-        if not line.startswith(":"):
-            raise BoardError(f"{where}: not an Intel HEX record (must start with ':')")
-        try:
-            record = bytes.fromhex(line[1:])
-        except ValueError:
-            raise BoardError(f"{where}: not hexadecimal") from None
-        if len(record) < 5 or len(record) != record[0] + 5:
-            raise BoardError(f"{where}: record length does not match its byte count")
-        if sum(record) & 0xFF:
-            raise BoardError(f"{where}: checksum mismatch (corrupted file?)")
-        if record[3] == 0x00:
-            data += record[4:-1]
-        elif record[3] == 0x01:
-            return bytes(data)
-    raise BoardError(f"{path}: Intel HEX file has no end-of-file record (truncated?)")
-
-
 def identify(path: Path) -> SimImage:
     """Which virtual-board image `path` is; BoardError for anything else."""
-    found = _MARKER.search(read_hex_data(path))
+    found = _MARKER.search(read_intel_hex(path).data)
     if found is None or found["kind"].decode() not in KINDS:
         raise BoardError(
             f"flash: {path} is not a virtual-board image (unknown image: no "
