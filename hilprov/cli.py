@@ -365,6 +365,21 @@ def cmd_records(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probes(args: argparse.Namespace) -> int:
+    """Connected J-Link probes: serial number, chip family, VCOM ports (first = console)."""
+    from hilprov.board.nordic import list_probes
+
+    probes = list_probes()
+    if args.json:
+        print(json.dumps([{"serial_number": p.serial_number, "family": p.family,
+                           "vcom_ports": p.vcom_ports} for p in probes], indent=2))
+        return 0
+    for probe in probes:
+        print(f"{probe.serial_number:<12} {probe.family:<10} {' '.join(probe.vcom_ports) or '-'}")
+    print(f"{len(probes)} J-Link probe(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from hilprov.sim.runner import sim_main
 
@@ -426,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write csv/json here instead of stdout")
     add_verbosity(p)
     p.set_defaults(func=cmd_records)
+
+    p = sub.add_parser("probes", help="list connected J-Link probes and their serial ports",
+                       formatter_class=_formatter, epilog=EPILOG)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_verbosity(p)
+    p.set_defaults(func=cmd_probes)
 
     p = sub.add_parser("sim", help="run a virtual board (prints its pty path first)",
                        add_help=False, prefix_chars="\0")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,7 @@ class FlowResult:
 
     board: str
     board_kind: str
+    attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique id of this attempt
     port: str | None = None
     endpoint: str | None = None
     security_mode: str | None = None
@@ -130,7 +132,8 @@ class FlowResult:
 
     def as_dict(self) -> dict:
         return {
-            "board": self.board, "board_kind": self.board_kind, "port": self.port,
+            "attempt": self.attempt, "board": self.board, "board_kind": self.board_kind,
+            "port": self.port,
             "endpoint": self.endpoint, "security_mode": self.security_mode,
             "cert_fingerprint": self.cert_fingerprint, "blob_size": self.blob_size,
             "images": self.images, "coiote": self.coiote, "outcome": self.outcome,
@@ -153,6 +156,8 @@ class FlowObserver:
     def run_finished(self, result: FlowResult) -> None: ...
 
     def transfer(self, result: FlowResult, step: str, done: int, total: int) -> None: ...
+
+    def status(self, result: FlowResult, step: str, text: str) -> None: ...
 
 
 class ProvisioningFlow:
@@ -294,7 +299,8 @@ class ProvisioningFlow:
     def flash_initial(self) -> str:
         self.port.clear()
         erase = self.options.erase_initial
-        self.board.flash(self.options.initial_hex, erase=erase)
+        self.board.flash(self.options.initial_hex, erase=erase,
+                         progress=self._status("flash-initial"))
         return f"{Path(self.options.initial_hex).name}, {'chip erase' if erase else 'no erase'}"
 
     def wait_ready(self) -> str:
@@ -408,7 +414,7 @@ class ProvisioningFlow:
 
     def flash_final(self) -> str:
         self.port.clear()
-        self.board.flash(self.options.final_hex, erase=False)
+        self.board.flash(self.options.final_hex, erase=False, progress=self._status("flash-final"))
         return f"{Path(self.options.final_hex).name}, no erase"
 
     def wait_restored(self) -> str:
@@ -459,6 +465,11 @@ class ProvisioningFlow:
 
             self.smp = SmpFileClient(self.port, timeout=self.options.timeouts.smp)
         return self.smp
+
+    def _status(self, step: str):
+        def report(text: str) -> None:
+            self._notify("status", self.result, step, text)
+        return report
 
     def _progress(self, step: str):
         def report(done: int, total: int) -> None:

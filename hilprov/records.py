@@ -17,7 +17,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,7 +90,7 @@ class RecordStore:
         conn.row_factory = sqlite3.Row
         return conn
 
-    def _ensure_schema(self) -> None:
+    def ensure_schema(self) -> None:
         with self._lock:
             if self._ready:
                 return
@@ -108,7 +107,7 @@ class RecordStore:
 
     def write(self, row: dict, timeout: float | None = None) -> None:
         """Insert or replace one attempt's row in a single transaction."""
-        self._ensure_schema()
+        self.ensure_schema()
         names = [c for c in COLUMNS if c != "id"]
         sql = (f"INSERT INTO attempts ({', '.join(names)}) VALUES "
                f"({', '.join('?' for _ in names)}) ON CONFLICT(attempt) DO UPDATE SET "
@@ -128,7 +127,7 @@ class RecordStore:
               failed: bool = False, limit: int | None = None) -> list[dict]:
         if not self.path.exists():
             return []
-        self._ensure_schema()
+        self.ensure_schema()
         where, args = [], []
         if since:
             where.append("started_at >= ?")
@@ -190,11 +189,11 @@ class RecordWriter(FlowObserver):
         self.source = source
         self.station = station or socket.gethostname()
         self.final_timeout = final_timeout
-        self.attempts: dict[int, str] = {}
-        self.unsaved: set[str] = set()
+        self.unsaved: set[str] = set()  # attempts whose latest state is not in the database
 
     def _save(self, result: FlowResult, *, final: bool = False) -> None:
-        attempt = self.attempts.setdefault(id(result), uuid.uuid4().hex)
+        self.store.ensure_schema()  # an unusable database stops the run before the board
+        attempt = result.attempt
         row = row_from_result(result, attempt, self.source, self.station)
         try:
             self.store.write(row, timeout=self.final_timeout if final else None)
@@ -208,6 +207,9 @@ class RecordWriter(FlowObserver):
 
     def run_started(self, result: FlowResult) -> None:
         self._save(result)
+
+    def step_started(self, result: FlowResult, step: StepRecord) -> None:
+        self._save(result)  # so a crash mid-step shows which step was running
 
     def step_finished(self, result: FlowResult, step: StepRecord) -> None:
         self._save(result)

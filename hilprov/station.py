@@ -39,7 +39,9 @@ class SimBoard(Board):
                                    registrar=registrar, name=name, **board_kwargs)
         super().__init__(name, self.device.start(), baudrate)
 
-    def flash(self, image: Path, *, erase: bool) -> None:
+    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
+        if progress is not None:
+            progress(f"flashing {Path(image).name} on the virtual board")
         self.device.flash(Path(image), erase=erase)
 
     def reset(self) -> None:
@@ -139,10 +141,10 @@ class ProgressPrinter(FlowObserver):
             self.stream.write(("\r" if self.tty else "") + head + text + end)
             self.stream.flush()
 
-    def step_started(self, result: FlowResult, step: StepRecord) -> None:
-        if step.name in ("flash-initial", "flash-final") and self.tty:
+    def status(self, result: FlowResult, step: str, text: str) -> None:
+        if self.tty:
             with self._lock:
-                self.stream.write(f"\r[{result.board}] {step.name} ...\x1b[K")
+                self.stream.write(f"\r[{result.board}] {step:<16} {text} ...\x1b[K")
                 self.stream.flush()
 
     def step_finished(self, result: FlowResult, step: StepRecord) -> None:

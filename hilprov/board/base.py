@@ -33,8 +33,9 @@ class Board(ABC):
         return self._port
 
     @abstractmethod
-    def flash(self, image: Path, *, erase: bool) -> None:
-        """Write `image` (Intel HEX) and start it; with `erase`, wipe the whole chip first."""
+    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
+        """Write `image` (Intel HEX) and start it; with `erase`, wipe the whole chip first.
+        `progress(text)` may be called with what is happening (erasing, programming, …)."""
 
     def reset(self) -> None:  # pragma: no cover - overridden where possible
         raise BoardError(f"board {self.name}: cannot be reset from the host")
@@ -58,7 +59,7 @@ class PortBoard(Board):
     kind = "port"
     can_flash = False
 
-    def flash(self, image: Path, *, erase: bool) -> None:
+    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
         raise BoardError(f"board on {self.port}: cannot flash without a probe; give --board SNR")
 
 
@@ -80,8 +81,9 @@ class NordicProbeBoard(Board):
             self._port = self.driver.console_port()
         return self._port
 
-    def flash(self, image: Path, *, erase: bool) -> None:
-        self.driver.program(image, erase="chip" if erase else "sector", verify=True, reset=True)
+    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
+        self.driver.program(image, erase="chip" if erase else "sector", verify=True, reset=True,
+                            progress=progress)
 
     def reset(self) -> None:
         self.driver.reset()

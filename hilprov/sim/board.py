@@ -65,6 +65,8 @@ class Faults:
     """SMP line number -> "base64" (invalid character) or "crc" (valid base64, wrong bits)."""
     stall_requests: Mapping[int, float] = field(default_factory=dict)
     """SMP request number -> seconds the device waits before handling it."""
+    duplicate_responses: frozenset[int] = frozenset()
+    """SMP responses (in sending order) the device sends twice, back to back."""
     reset_after_provision_bytes: int | None = None
     """Reboot once provision.cbor has received this many bytes (once; the attempt is lost)."""
     rx_buffer_drop: bool = False
@@ -623,7 +625,16 @@ class VirtualBoard:
 
     def _send_lines(self, lines: list[bytes]) -> None:
         boot = self._boot
-        if boot is not None:
+        if boot is None:
+            return
+        self._counts["response"] += 1
+        copies = 1
+        if self._counts["response"] in self.faults.duplicate_responses:
+            log.info("virtual board: sending SMP response %d twice (fault)",
+                     self._counts["response"])
+            self._transport.stats["responses duplicated (fault injection)"] += 1
+            copies = 2
+        for _ in range(copies):
             for line in lines:
                 self._tx(boot, line)
 

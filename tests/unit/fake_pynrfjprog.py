@@ -16,6 +16,7 @@ bits, so programming without an erase over old data fails verification, as on a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pynrfjprog.APIError import APIError, NrfjprogdllErr
@@ -49,6 +50,8 @@ class FakeProbe:
     reachable: bool = True  # False: unpowered board, device info cannot be read
     flash: dict[int, int] = field(default_factory=dict)
     resets: int = 0
+    last_program: tuple[str, EraseAction] | None = None  # (hex path, erase) of the last program
+    on_reset: Callable[[FakeProbe], None] | None = None  # "the chip boots": e.g. a virtual board
 
 
 class FakeHighLevel:
@@ -159,6 +162,7 @@ class _FakeDebugProbe:
                     flash.pop(address, None)
         for address, value in data.items():
             flash[address] = flash.get(address, 0xFF) & value
+        self.probe.last_program = (hex_path, EraseAction(options.erase_action))
         if options.verify != VerifyAction.VERIFY_NONE:
             self.verify(hex_path, VerifyAction(options.verify))
         if options.reset != ResetAction.RESET_NONE:
@@ -179,6 +183,8 @@ class _FakeDebugProbe:
         self.bench.calls.append(("reset", self.probe.serial_number, reset_action))
         self.bench._maybe_fail("reset")
         self.probe.resets += 1
+        if self.probe.on_reset is not None:
+            self.probe.on_reset(self.probe)
 
 
 def _hex_bytes(hex_path: str) -> dict[int, int]:

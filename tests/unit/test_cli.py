@@ -247,3 +247,9 @@ def test_provision_over_a_port_only_then_records_list_and_export(workdir, sim_pr
     assert row["error_kind"] == "already provisioned" and row["board_kind"] == "port"
     assert main(["records", "--format", "csv", "--output", "r.csv"]) == 0
     assert (workdir / "r.csv").read_text().count("\n") == 3
+
+
+def test_probes_without_the_jlink_software_is_one_line_and_exit_7(capsys):
+    assert main(["probes"]) == 7
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "https://www.segger.com/downloads/jlink/" in err

@@ -184,6 +184,29 @@ def test_port_only_board_provisions_a_device_already_running_the_initial_image(s
     assert device.device.provisioned
 
 
+def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, tmp_path):
+    """NordicProbeBoard end to end: pynrfjprog faked, the chip behind it is a virtual board."""
+    from pynrfjprog.Parameters import EraseAction
+
+    from tests.unit.fake_pynrfjprog import FakeHighLevel, FakeProbe
+
+    device = sim()
+
+    def boot(probe: FakeProbe) -> None:
+        hex_path, erase = probe.last_program
+        device.device.flash(hex_path, erase=erase == EraseAction.ERASE_ALL)
+
+    probe = FakeProbe(960012345, com_ports=[(device.port, 0)], on_reset=boot)
+    bench = FakeHighLevel(probe)
+    board = NordicProbeBoard("960012345", api_factory=lambda: bench)
+    assert board.port == device.port  # found from the probe's VCOM0
+    result = run(board, options(), tmp_path)
+    assert result.outcome == "registered", result.error
+    programs = [call for call in bench.calls if call[0] == "program"]
+    assert [(c[2], c[3]) for c in programs] == [(str(INITIAL_IMAGE), EraseAction.ERASE_ALL),
+                                                (str(FINAL_IMAGE), EraseAction.ERASE_SECTOR)]
+
+
 def test_missing_jlink_library_is_one_clear_line(tmp_path):
     """The real pynrfjprog on this machine: no J-Link libraries installed."""
     with pytest.raises(JLinkMissingError) as info:

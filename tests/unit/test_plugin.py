@@ -165,3 +165,20 @@ def test_failed_provisioning_fails_the_fixture_with_the_step_and_reason(configs_
     result = configs_here.runpytest("--board", "sim")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*provisioning failed at check-config: validation failed*"])
+
+
+def test_two_workers_get_two_boards_and_both_are_recorded(configs_here):
+    configs_here.makepyfile("""
+        import pytest
+
+        @pytest.mark.hil
+        def test_provision(provisioned_endpoint, board):
+            assert provisioned_endpoint.result.board == board.name
+    """)
+    result = configs_here.runpytest_subprocess("-n", "2", "--dist", "each", "--board", "sim",
+                                               "--board", "sim", "--hil-records", "rec.sqlite")
+    result.assert_outcomes(passed=2)
+    rows = sqlite3.connect(configs_here.path / "rec.sqlite").execute(
+        "SELECT board, endpoint, outcome FROM attempts ORDER BY board").fetchall()
+    assert rows == [("sim-1", "anjay-zephyr-demo-351234567890123", "registered"),
+                    ("sim-2", "anjay-zephyr-demo-351234567890124", "registered")]
