@@ -36,6 +36,15 @@ class Location:
         return f"{self.source}:{self.line}:{self.col}"
 
 
+def is_secret(path: Path4) -> bool:
+    """/0/x/5, the Security object's Secret Key (the PSK or the private key)."""
+    return len(path) >= 3 and path[0] == 0 and path[2] == 5
+
+
+def _shown(value, secret: bool) -> str:
+    return f"<{len(value)} bytes, hidden>" if secret and isinstance(value, bytes) else repr(value)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One resource (3-part path) or resource instance (4-part path) with its value."""
@@ -43,6 +52,10 @@ class Entry:
     path: Path4
     value: Scalar
     location: Location | None
+
+    def __repr__(self) -> str:  # the secret key stays out of logs and test reports
+        return (f"Entry(path={self.path!r}, value={_shown(self.value, is_secret(self.path))}, "
+                f"location={self.location!r})")
 
 
 class ConfigSyntaxError(ConfigError):
@@ -65,6 +78,11 @@ class EndpointConfig:
     duplicates: list[tuple[Path4, Location]] = field(default_factory=list)
     # RID.<Object>.<Name> used under a different object than <Object>: path -> object name used.
     rid_namespaces: dict[Path4, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the values, with the secret key hidden
+        values = ", ".join(f"{e.path}: {_shown(e.value, is_secret(e.path))}"
+                           for e in self.entries())
+        return f"EndpointConfig(source={self.source!r}, values={{{values}}})"
 
     def entries(self) -> list[Entry]:
         """Every value in file order, one per SenML record."""
@@ -396,6 +414,8 @@ def describe(node: ast.AST) -> str:
     if isinstance(node, ast.Call):
         return f"a call to {_callee(node)}"
     if isinstance(node, ast.Constant):
+        if isinstance(node.value, bytes):  # identities, keys, certificates: never echoed
+            return f"bytes ({len(node.value)} bytes, value not shown)"
         return f"{type(node.value).__name__} {node.value!r}"[:80]
     if isinstance(node, ast.UnaryOp):
         return "a unary expression"

@@ -40,6 +40,13 @@ class Record:
     def label_name(self) -> str:
         return LABEL_NAMES.get(self.label, str(self.label))
 
+    def __repr__(self) -> str:  # /0/x/5 (the PSK or private key) stays out of logs and reports
+        parts = self.name.strip("/").split("/")
+        secret = len(parts) >= 3 and parts[0] == "0" and parts[2] == "5"
+        value = (f"<{len(self.value)} bytes, hidden>" if secret and isinstance(self.value, bytes)
+                 else repr(self.value))
+        return f"Record(name={self.name!r}, label={self.label!r}, value={value})"
+
 
 def label_for(value) -> int | str:
     """The SenML label for a config value; bool is tested before int, as in the seed."""

@@ -58,6 +58,17 @@ from hilprov.errors import TransferError
 
 log = logging.getLogger(__name__)
 
+
+class _NoPacketBytes(logging.Filter):
+    """`smp.packet` logs every request and response in full at DEBUG level; an upload carries
+    the provisioning blob (the PSK or private key), so those records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Serializing request=", "Response length_and"))
+
+
+logging.getLogger("smp.packet").addFilter(_NoPacketBytes())
+
 LINE_LENGTH = 127
 """Bytes per SMP line including the marker and LF (Zephyr's shell transport limit)."""
 
