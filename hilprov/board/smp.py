@@ -51,7 +51,11 @@ from smp.file_management import (
     FileUploadResponse,
 )
 from smp.message import Request, Response
-from smp.os_management import MCUMgrParametersReadRequest, MCUMgrParametersReadResponse
+from smp.os_management import (
+    EchoWriteRequest,
+    MCUMgrParametersReadRequest,
+    MCUMgrParametersReadResponse,
+)
 
 from hilprov.board.serial import SMP_START, SerialPort
 from hilprov.errors import TransferError
@@ -391,35 +395,70 @@ class SmpFileClient:
 
     def _transact(self, request_type: type[Request], fields: dict[str, Any], operation: str,
                   remote: str, timeout: float | None, attempts: int | None = None) -> _Reply:
-        """Send a request until a matching response arrives; resync between attempts."""
+        """Send a request until a matching response arrives.
+
+        After a timeout an echo is sent behind the request (see `_probe`). The request is sent
+        again only when the device answers the echo but not the request, i.e. the request or
+        its answer was lost; while the device is silent (busy, stalled) it is not resent, so a
+        write to a stream such as /factory/provision.cbor is never appended twice because it
+        was merely slow. An answer to any sending of the request is accepted."""
         wait = self.timeout if timeout is None else timeout
         attempts = self.retries if attempts is None else attempts
         stats = {"stale": 0, "corrupt": 0}
         sent = ""
+        sendings: list[smphdr.Header] = []
+        resend = True
         for attempt in range(1, attempts + 1):
-            request = request_type(sequence=self._next_seq(), **fields)
-            lines = list(smppacket.encode(bytes(request), line_length=_ENCODE_LINE_LENGTH))
-            sent = (f"{len(bytes(request))}-byte request seq {request.header.sequence} in "
-                    f"{len(lines)} line(s)")
-            self._send_lines(lines)
-            reply = self._await(request.header, wait, stats)
+            if resend:
+                request = request_type(sequence=self._next_seq(), **fields)
+                lines = list(smppacket.encode(bytes(request), line_length=_ENCODE_LINE_LENGTH))
+                sent = (f"{len(bytes(request))}-byte request seq {request.header.sequence} in "
+                        f"{len(lines)} line(s)")
+                self._send_lines(lines)
+                sendings.append(request.header)
+            reply = self._await(sendings, wait, stats)
+            if reply is None:
+                reply, resend = self._probe(sendings, wait, stats)
             if reply is not None:
-                reply = dataclasses.replace(reply, attempt=attempt)
+                reply = dataclasses.replace(reply, attempt=len(sendings))
                 codes = self._error_codes(reply)
                 if codes == (None, MGMT_ERR.EBUSY) and attempt < attempts:
                     time.sleep(0.2)
+                    resend = True
                     continue
                 return reply
             self.timeouts += 1
-            log.warning("SMP %s %s: no response to %s within %g s (attempt %d of %d)",
-                        operation, remote, sent, wait, attempt, attempts)
-            if attempt < attempts:
-                self._flush()
+            log.warning("SMP %s %s: no response to %s within %g s (attempt %d of %d)%s",
+                        operation, remote, sent, wait, attempt, attempts,
+                        "; sending it again" if resend and attempt < attempts else
+                        "; the device is silent, waiting")
         raise SmpTimeout(
             f"SMP {operation} {remote}: no valid response within {wait:g} s, {attempts} "
             f"attempt(s); last sent: {sent} ({fields_summary(fields)}); came back: "
             f"{stats['stale']} stale and {stats['corrupt']} undecodable SMP frame(s)"
             f"{self._console_hint()}")
+
+    def _probe(self, sendings: list[smphdr.Header], wait: float,
+               stats: dict[str, int]) -> tuple[_Reply | None, bool]:
+        """After a timeout: is the device still busy with the request, or did it never get it?
+
+        The device answers requests in order, so send a harmless echo behind it and wait for
+        either answer. (reply, False): the request's late answer. (None, True): the echo came
+        back first, so the request or its answer was lost: send it again. (None, False): the
+        device said nothing: do not pile up copies. Even a device without echo answers it
+        with an error, which orders just as well."""
+        self.port.write(b"\n")  # end any partial line, but keep queued frames (no drain)
+        time.sleep(FLUSH_SETTLE)
+        echo = EchoWriteRequest(sequence=self._next_seq(), d="hilprov")
+        self._send_lines(list(smppacket.encode(bytes(echo), line_length=_ENCODE_LINE_LENGTH)))
+        reply = self._await([*sendings, echo.header], wait, stats)
+        if reply is None:
+            return None, False
+        if reply.header.sequence == echo.header.sequence:
+            self.port.drain_smp()
+            return None, True
+        log.info("SMP: the device answered late (after %g s); not sending again", wait)
+        return reply, False
 
     def _send_lines(self, lines: list[bytes]) -> None:
         for index, line in enumerate(lines):
@@ -435,11 +474,12 @@ class SmpFileClient:
             self.bytes_sent += len(line)
         self.requests_sent += 1
 
-    def _await(self, sent: smphdr.Header, timeout: float, stats: dict[str, int]) -> _Reply | None:
-        """Read SMP lines until the response to `sent` arrives; None on timeout."""
+    def _await(self, sent: list[smphdr.Header], timeout: float,
+               stats: dict[str, int]) -> _Reply | None:
+        """Read SMP lines until the response to one of `sent` arrives; None on timeout."""
         deadline = time.monotonic() + timeout
         decoder = None
-        want = (int(sent.op) + 1, int(sent.group_id), sent.sequence, int(sent.command_id))
+        wanted = {(int(h.op) + 1, int(h.group_id), h.sequence, int(h.command_id)) for h in sent}
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -471,9 +511,9 @@ class SmpFileClient:
                 stats["corrupt"] += 1
                 continue
             got = reply.header
-            if (int(got.op), int(got.group_id), got.sequence, int(got.command_id)) != want:
+            if (int(got.op), int(got.group_id), got.sequence, int(got.command_id)) not in wanted:
                 log.debug("skipping SMP frame op %d group %d seq %d cmd %d (want %s)",
-                          got.op, got.group_id, got.sequence, got.command_id, want)
+                          got.op, got.group_id, got.sequence, got.command_id, wanted)
                 stats["stale"] += 1
                 continue
             return reply

@@ -80,7 +80,6 @@ class Row:
     client: dict = field(default_factory=dict)  # CoioteClient overrides
     records_locked_for: float | None = None  # another writer holds BEGIN EXCLUSIVE this long
     check: Callable[[Run], None] | None = None  # proves the fault fired, and more
-    known_bug: str | None = None  # today's outcome differs from `outcome` for this reason
 
 
 def smp_retried(run: Run) -> None:
@@ -114,10 +113,8 @@ def check_stalled(run: Run) -> None:
 
 def check_stalled_upload(run: Run) -> None:
     check_stalled(run)
-    if run.result.error_kind == "device rejected":  # the known bug: show its mechanism
-        outcome = run.board.device.attempts[-1]
-        assert outcome.bytes_consumed > run.result.blob_size  # it got more than one blob
-        assert "SenML payload contains extraneous data" in " ".join(outcome.log)
+    outcome = run.board.device.attempts[-1]
+    assert outcome.bytes_consumed == run.result.blob_size  # the write was not appended twice
 
 
 def check_reset(run: Run) -> None:
@@ -179,10 +176,7 @@ MATRIX = [
         "read-endpoint", bound=6, faults=Faults(stall_requests={ENDPOINT_REQUEST: 4.0}),
         check=check_stalled),
     Row("device stalls 1.3 s (> SMP timeout) on the provision.cbor write", "registered",
-        bound=8, faults=Faults(stall_requests={UPLOAD_REQUEST: 1.3}), check=check_stalled_upload,
-        known_bug="the resent write is appended to the provision.cbor stream after the stalled "
-                  "one, so the device parses the blob twice and rejects it (device rejected, "
-                  "exit 9): a write to a stream is not idempotent, yet it is resent blindly"),
+        bound=8, faults=Faults(stall_requests={UPLOAD_REQUEST: 1.3}), check=check_stalled_upload),
     Row("reset in the middle of a 3-write Certificate-mode upload", "failed", "transfer error",
         8, "upload", bound=8, cert=True,
         faults=Faults(reset_after_provision_bytes=600, eof_idle=1.0), check=check_reset),
@@ -326,11 +320,6 @@ def test_fault_matrix(row: Row, tmp_path, server, server_cert):
     failed = [s.name for s in result.steps if s.status == "failed"]
     got = (result.outcome, result.error_kind, result.exit_code, failed[0] if failed else None)
     wanted = (row.outcome, row.error_kind, row.exit_code, row.failed_step)
-    if row.known_bug:
-        assert got != wanted, f"known bug fixed? drop known_bug from the row: {row.known_bug}"
-        if row.check is not None:
-            row.check(run)
-        pytest.xfail(f"{row.known_bug}; today: {got}")
     assert got == wanted, result.error
     if row.check is not None:
         row.check(run)
