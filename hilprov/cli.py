@@ -280,11 +280,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def _show(record, show_secrets: bool):
     """A printable value; PSK keys and private keys (/0/x/5) are masked unless asked."""
-    parts = record.name.strip("/").split("/")
-    secret = len(parts) >= 3 and parts[0] == "0" and parts[2] == "5"
+    from hilprov.lwm2m import is_secret
+
     value = record.value
     if isinstance(value, bytes):
-        if secret and not show_secrets:
+        if is_secret(record.name) and not show_secrets:
             return f"<{len(value)} bytes, hidden; --show-secrets to print>"
         if len(value) <= 64 and all(32 <= b < 127 for b in value):
             return repr(value)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hilprov import lwm2m
 from hilprov.errors import ConfigError
-from hilprov.lwm2m import Objlink
+from hilprov.lwm2m import Objlink, is_secret
 
 Scalar = bool | int | float | str | bytes | Objlink
 Path4 = tuple[int, ...]
@@ -34,11 +34,6 @@ class Location:
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}:{self.col}"
-
-
-def is_secret(path: Path4) -> bool:
-    """/0/x/5, the Security object's Secret Key (the PSK or the private key)."""
-    return len(path) >= 3 and path[0] == 0 and path[2] == 5
 
 
 def _shown(value, secret: bool) -> str:

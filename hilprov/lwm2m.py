@@ -256,3 +256,21 @@ def resource_name(oid: int, rid: int) -> str:
 
 def format_path(path: tuple[int, ...]) -> str:
     return "/" + "/".join(str(p) for p in path)
+
+
+def _ids(path: tuple[int, ...] | str) -> tuple:
+    if isinstance(path, str):
+        return tuple(path.strip("/").split("/"))
+    return tuple(str(p) for p in path)
+
+
+def is_secret(path: tuple[int, ...] | str) -> bool:
+    """/0/x/5, Security's Secret Key (the PSK or the private key): its value is never shown."""
+    ids = _ids(path)
+    return len(ids) >= 3 and ids[0] == "0" and ids[2] == "5"
+
+
+def is_credential(path: tuple[int, ...] | str) -> bool:
+    """/0/x/3, /0/x/4, /0/x/5: identities, certificates and keys; messages do not echo them."""
+    ids = _ids(path)
+    return len(ids) >= 3 and ids[0] == "0" and ids[2] in ("3", "4", "5")

@@ -257,7 +257,7 @@ class _Checker:
     def _check_value(self, path, value, rule: Writable):
         """The value as the device stores it, or _BAD after reporting why it is refused."""
         name = lwm2m.resource_name(path[0], path[2])
-        found = _describe(value, reveal=not _is_secret(path))
+        found = _describe(value, reveal=not lwm2m.is_credential(path))
         if rule.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 self.error(path, f"{name} is an integer resource; found {found}")
@@ -486,11 +486,6 @@ def _exact_int(value) -> bool:
 
 
 _BAD = object()
-
-
-def _is_secret(path: tuple[int, ...]) -> bool:
-    """Security credentials (/0/x/3, /0/x/4, /0/x/5): never echo their values."""
-    return path[0] == 0 and len(path) > 2 and path[2] in (3, 4, 5)
 
 
 def _describe(value, reveal: bool = True) -> str:

@@ -15,7 +15,7 @@ import cbor2
 
 from hilprov.config import EndpointConfig
 from hilprov.errors import ConfigError
-from hilprov.lwm2m import Objlink, format_path
+from hilprov.lwm2m import Objlink, format_path, is_secret
 
 BASE_TIME, BASE_NAME, NAME, VALUE, STRING, BOOL, TIME, OPAQUE = -3, -2, 0, 2, 3, 4, 6, 8
 OBJLNK = "vlo"
@@ -41,9 +41,8 @@ class Record:
         return LABEL_NAMES.get(self.label, str(self.label))
 
     def __repr__(self) -> str:  # /0/x/5 (the PSK or private key) stays out of logs and reports
-        parts = self.name.strip("/").split("/")
-        secret = len(parts) >= 3 and parts[0] == "0" and parts[2] == "5"
-        value = (f"<{len(self.value)} bytes, hidden>" if secret and isinstance(self.value, bytes)
+        value = (f"<{len(self.value)} bytes, hidden>"
+                 if is_secret(self.name) and isinstance(self.value, bytes)
                  else repr(self.value))
         return f"Record(name={self.name!r}, label={self.label!r}, value={value})"
 
