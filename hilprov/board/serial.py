@@ -147,13 +147,15 @@ class SerialPort:
 
     # --- writing --------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        """Send raw bytes to the board (thread-safe; waits until the OS has sent them)."""
+    def write(self, data: bytes, *, drain: bool = True) -> None:
+        """Send raw bytes to the board (thread-safe). With `drain`, wait until the OS has sent
+        them; SMP lines do not, so the next line can follow on the wire without a gap."""
         self._check_usable("write")
         with self._write_lock:
             try:
                 self._serial.write(data)
-                self._serial.flush()
+                if drain:
+                    self._serial.flush()
             except (serial.SerialException, OSError) as err:
                 raise BoardError(f"serial port {self.url}: write failed: {err}") from None
 
@@ -161,7 +163,7 @@ class SerialPort:
         """Send one SMP line (marker + base64 + LF) as a single write."""
         if line[:2] not in SMP_MARKERS or not line.endswith(b"\n"):
             raise ValueError("an SMP line starts with 06 09 or 04 14 and ends with LF")
-        self.write(line)
+        self.write(line, drain=False)
 
     # --- SMP side -------------------------------------------------------------------------
 

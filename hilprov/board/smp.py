@@ -9,16 +9,16 @@ What this client adds over a plain request/response loop (see ``smp-notes.md`` Â
 
 * first use: a lone newline (flushes a partial line in the device's line buffer), 50 ms, drop
   stale input, then read the MCUmgr parameters to size requests (``buf_size - 4`` on serial);
-* line pacing: each line of a request is sent no sooner than the wire time of the previous line
-  at the port's baud rate plus `line_delay` (default 2 ms). The device frees one of its two RX
-  line buffers when its shell thread has base64-decoded the line (well under 1 ms); on a real
-  UART the wire already spaces lines by ~11 ms at 115200, so pacing costs ~2 ms per 127-byte
-  line (~15 %), but on USB CDC or a pty, where a burst arrives at once, it is what keeps the
-  device from silently dropping the third line;
+* line pacing: at most two lines in flight. The device has two RX line buffers and frees one
+  when its shell thread has base64-decoded the line (well under 1 ms), so line i is sent once
+  line i-2 has arrived (its wire time at the port's baud rate) plus `line_delay` (2 ms). On a
+  real UART the wire never idles; on USB CDC or a pty, where a burst arrives at once, it is what
+  keeps the device from silently dropping the third line;
 * responses matched by sequence number, stale and corrupt frames skipped;
-* bounded retries after a timeout with resynchronisation (newline, drop stale frames, same
-  offset); a response lost on the way back shows up as an offset mismatch on the retry and the
-  upload resumes from the ``len`` the device reports;
+* after a timeout, an echo sent behind the request tells a slow device from a lost request:
+  only a lost request is sent again, so a write to a stream is never appended twice; a lost
+  answer shows up as an offset mismatch on the resent write and the upload resumes from the
+  ``len`` the device reports;
 * per-path data limits (``/factory/provision.cbor`` takes at most 512 bytes per write);
 * typed errors (`TransferError` subclasses) naming the operation and the remote path.
 """
@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -235,7 +236,6 @@ class SmpFileClient:
         self.data_limits = {**FILE_DATA_LIMITS, **(data_limits or {})}
         self._params: SmpParams | None = None
         self._seq = 0
-        self._next_line_at = 0.0
         self.requests_sent = 0
         self.lines_sent = 0
         self.bytes_sent = 0
@@ -461,15 +461,21 @@ class SmpFileClient:
         return reply, False
 
     def _send_lines(self, lines: list[bytes]) -> None:
-        for index, line in enumerate(lines):
-            if index:
-                delay = self._next_line_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+        """Send a request's lines with at most two in the device's hands: it has two receive
+        line buffers and decodes lines one after the other (`line_delay` each), so line i leaves
+        once line i-2 is estimated decoded. Arrival is estimated from the wire time at the port's
+        baud rate. On a real UART the wire never idles; on a pty or USB CDC, where a burst
+        arrives at once, the device never holds a third line."""
+        arrived = 0.0  # estimated wire end of the previous line
+        decoded: deque[float] = deque([0.0, 0.0], maxlen=2)  # of the last two lines
+        for line in lines:
+            delay = decoded[0] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
             started = time.monotonic()
             self.port.write_smp_line(line)
-            self._next_line_at = (max(started + wire_time(len(line), self.port.baudrate),
-                                      time.monotonic()) + self.line_delay)
+            arrived = max(started, arrived) + wire_time(len(line), self.port.baudrate)
+            decoded.append(max(arrived, decoded[-1]) + self.line_delay)
             self.lines_sent += 1
             self.bytes_sent += len(line)
         self.requests_sent += 1
