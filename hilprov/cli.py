@@ -7,6 +7,7 @@ raises typed `HilprovError`s, and each class has its own documented exit code (`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -92,6 +93,25 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true", help="debug output")
 
 
+_CONFIGURED_LOGGERS = ("hilprov", "hilprov.serial", "hilprov.sim", "hilprov.coiote", "pynrfjprog")
+
+
+@contextlib.contextmanager
+def logging_for(args: argparse.Namespace):
+    """Configure hilprov's loggers for one command, and put them back afterwards, so a command
+    run inside another program (a test, a station script) leaves its logging as it was."""
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate)
+             for lg in map(logging.getLogger, _CONFIGURED_LOGGERS)]
+    setup_logging(args)
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.INFO
     if getattr(args, "quiet", False):
@@ -155,7 +175,6 @@ def register_if_asked(fp, args: argparse.Namespace, token: str | None) -> None:
 
 def cmd_provision_boards(args: argparse.Namespace) -> int:
     """The full flow (spec §5.4) on each board; one progress line per step and board."""
-    import contextlib
     from datetime import datetime
     from pathlib import Path
 
@@ -203,7 +222,6 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
 def local_coiote(options):
     """No -s with a virtual board: onboard in a local Coiote-compatible server, and let the
     virtual boards register only if that server knows them (spec §7 semantics)."""
-    import contextlib
     import secrets
 
     from hilprov.coiote import CoioteClient
@@ -467,8 +485,8 @@ def build_ptool_parser() -> argparse.ArgumentParser:
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     args.prog = parser.prog
-    setup_logging(args)
-    return guarded(args.func, args, parser.prog)
+    with logging_for(args):
+        return guarded(args.func, args, parser.prog)
 
 
 def guarded(func: Callable[[argparse.Namespace], int], args, prog: str) -> int:
