@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hilprov import certs
+from hilprov.board import smp  # imported here, not in a step, so step timings show no imports
 from hilprov.board.base import Board, image_sha256
+from hilprov.board.serial import SerialPort
 from hilprov.errors import (
     AlreadyProvisionedError,
     BoardError,
@@ -318,8 +320,6 @@ class ProvisioningFlow:
         return "ready"
 
     def read_endpoint(self) -> str:
-        from hilprov.board import smp
-
         try:
             raw = self._smp().download(ENDPOINT_FILE)
         except (smp.RemoteNotMounted, smp.RemoteFileNotFound):
@@ -359,8 +359,6 @@ class ProvisioningFlow:
         return f"{len(blob)} bytes"
 
     def upload(self) -> str:
-        from hilprov.board import smp
-
         blob = self.fp.blob
         start = time.monotonic()
         try:
@@ -444,8 +442,6 @@ class ProvisioningFlow:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _open_port(self) -> None:
-        from hilprov.board.serial import SerialPort
-
         self.result.port = self.board.port
         if not self._owns_port:
             self.result.log_path = str(self.port.log_path) if self.port.log_path else None
@@ -461,9 +457,7 @@ class ProvisioningFlow:
 
     def _smp(self):
         if self.smp is None:
-            from hilprov.board.smp import SmpFileClient
-
-            self.smp = SmpFileClient(self.port, timeout=self.options.timeouts.smp)
+            self.smp = smp.SmpFileClient(self.port, timeout=self.options.timeouts.smp)
         return self.smp
 
     def _status(self, step: str):
