@@ -8,9 +8,10 @@ and the server's `error` text, and idempotent registration: a 409 is answered by
 device up and comparing its security settings, so a retried POST whose first attempt did reach
 the server ends as "already registered" rather than as a failure.
 
-EST: the seed sends ``"securityMode": "est"``, but the public v3 API lists only psk, cert, rpk,
-nosec, unknown and notset. We still send ``est`` (a Coiote installation that accepts it keeps
-working) and turn the expected 400 into a CloudError that says why and what to do instead.
+EST: the seed sends ``"securityMode": "est"``, which the public v3 API does not list (it knows
+psk, cert, rpk, nosec, unknown and notset). We send only documented values: an EST device
+authenticates with a certificate (enrolled over EST), so it is created as ``"cert"``, with no
+identity and no PSK, like a Certificate-mode device.
 
 Secrets: the token is sent only in the Authorization header; it and the PSK are scrubbed from
 every message we build, never logged, and left out of the client's repr.
@@ -46,6 +47,7 @@ TOKEN_ENV = "COIOTE_TOKEN"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_BACKOFF = 30.0
 REGISTRABLE_MODES = ("psk", "cert", "nosec", "est")
+API_MODES = {"est": "cert"}  # the API documents no "est": EST devices use certificates
 MAX_ENDPOINT_NAME = 150  # Coiote release notes v2023.22.0
 
 
@@ -202,7 +204,7 @@ class CoioteClient:
                         security_mode: SecurityMode | str, psk_identity: bytes | None,
                         psk: bytes | None) -> RegistrationResult:
         """Create the device like the seed does; a 409 with identical settings is success."""
-        mode = _mode_string(security_mode)
+        mode = API_MODES.get(_mode_string(security_mode), _mode_string(security_mode))
         _check_endpoint_name(endpoint_name)
         if not isinstance(domain, str) or not domain.startswith("/") or not domain.endswith("/"):
             raise ConfigError(f"Coiote domain must start and end with '/', got {domain!r}")
@@ -240,14 +242,6 @@ class CoioteClient:
             return RegistrationResult(endpoint_name, device_id, "created")
         if resp.status_code == 409:
             return self._verify_existing(resp, endpoint_name, domain, mode, identity, psk, action)
-        if resp.status_code == 400 and mode == "est":
-            server_error = self._server_error(resp, secrets)
-            raise CloudError(
-                f"{action}: Coiote refused securityMode 'est' (400: "
-                f"{server_error or 'no error message'}). Coiote DM's public v3 API accepts only "
-                "psk, cert, rpk, nosec, unknown and notset; the seed tool sends 'est' anyway. "
-                "Register EST devices another way (e.g. in the Coiote UI) or skip registration.",
-                status=400, endpoint=endpoint_name, server_error=server_error)
         raise self._error(resp, action, endpoint_name, secrets)
 
     def find_device(self, endpoint_name: str) -> dict | None:

@@ -208,15 +208,12 @@ def test_server_echoing_the_psk_or_token_is_scrubbed(rsps, make_client):
     assert "***" in str(caught.value)
 
 
-def test_est_gets_a_clear_explanation(rsps, make_client):
-    rsps.post(API + "/devices", status=400, json={"error": "Invalid security mode"})
-    with pytest.raises(CloudError) as caught:
-        make_client().register_device(EP, "/embedded/", SecurityMode.EST, None, None)
-    message = str(caught.value)
-    assert json.loads(rsps.calls[0].request.body)["securityMode"] == "est"
-    assert "'est'" in message and "Invalid security mode" in message
-    assert "psk, cert, rpk, nosec" in message and EP in message
-    assert caught.value.status == 400
+def test_est_is_sent_as_the_documented_cert_mode(rsps, make_client):
+    rsps.post(API + "/devices", status=201, json={"id": "d1", "result": "Device created"})
+    result = make_client().register_device(EP, "/embedded/", SecurityMode.EST, b"x", b"y")
+    body = json.loads(rsps.calls[0].request.body)
+    assert (body["securityMode"], body["dtlsIdentity"], body["dtlsPsk"]) == ("cert", None, None)
+    assert result.status == "created"
 
 
 # -- 409: already registered -------------------------------------------------------------------

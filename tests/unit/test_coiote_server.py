@@ -119,12 +119,11 @@ def test_lookup_and_delete(server, client):
     assert [d["properties"]["endpointName"] for d in server.devices.values()] == ["ep-2"]
 
 
-def test_est_is_refused_with_an_explanation(server, client):
-    with pytest.raises(CloudError) as caught:
-        client.register_device("ep-est", "/embedded/", "est", None, None)
-    assert caught.value.status == 400 and caught.value.server_error == "Invalid security mode"
-    assert "psk, cert, rpk, nosec" in str(caught.value)
-    assert server.devices == {}
+def test_est_devices_are_created_in_cert_mode_and_stay_idempotent(server, client):
+    assert client.register_device("ep-est", "/embedded/", "est", None, None).status == "created"
+    assert [d["securityMode"] for d in server.devices.values()] == ["cert"]
+    again = client.register_device("ep-est", "/embedded/", "est", None, None)
+    assert again.status == "already registered"
 
 
 def test_wrong_token_is_401_and_never_recorded(server):
