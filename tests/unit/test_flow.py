@@ -214,3 +214,62 @@ def test_missing_jlink_library_is_one_clear_line(tmp_path):
     message = str(info.value)
     assert "\n" not in message and "APIError" not in message
     assert "segger.com" in message
+
+
+@pytest.fixture
+def tcp_bridge():
+    """A ser2net-like bridge: one TCP client <-> a serial device (the virtual board's pty)."""
+    import socket
+    import threading
+
+    import serial
+
+    stops = []
+
+    def start(device_path: str) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        ser = serial.Serial(device_path, timeout=0.05)
+        stop = threading.Event()
+        stops.append((stop, listener, ser))
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            conn.settimeout(0.05)
+
+            def uplink() -> None:
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    ser.write(data)
+
+            threading.Thread(target=uplink, daemon=True).start()
+            while not stop.is_set():
+                data = ser.read(4096)
+                if data:
+                    conn.sendall(data)
+            conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"socket://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for stop, listener, ser in stops:
+        stop.set()
+        listener.close()
+        ser.close()
+
+
+
+def test_a_board_behind_a_socket_url_is_provisioned(sim, tcp_bridge, tmp_path):
+    """Any pyserial URL is a port: here socket:// through a ser2net-like bridge."""
+    device = sim()
+    url = tcp_bridge(device.port)
+    result = run(PortBoard("remote", url), options(), tmp_path)
+    assert result.outcome == "provisioned", result.error
+    assert result.port == url and device.device.provisioned
