@@ -39,7 +39,7 @@ class SimBoard(Board):
                                    registrar=registrar, name=name, **board_kwargs)
         super().__init__(name, self.device.start(), baudrate)
 
-    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
+    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
         if progress is not None:
             progress(f"flashing {Path(image).name} on the virtual board")
         self.device.flash(Path(image), erase=erase)

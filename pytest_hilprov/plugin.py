@@ -190,7 +190,8 @@ def coiote(hil_settings: hil.HilSettings):
 @pytest.fixture(scope="session")
 def board(pytestconfig: pytest.Config, hil_settings: hil.HilSettings, coiote,
           hil_run_dir: Path):
-    """The board under test for this session (this xdist worker's): real or virtual."""
+    """The board under test for this session (this xdist worker's): real or virtual;
+    `board.flashed` is the image this session last put on it."""
     if not hil_settings.has_board:
         pytest.skip("no board: give --board SNR or --board sim")
     worker, workers = _xdist_worker(pytestconfig)

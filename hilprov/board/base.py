@@ -25,6 +25,7 @@ class Board(ABC):
         self.name = name
         self._port = port
         self.baudrate = baudrate
+        self.flashed: Path | None = None  # the image this session last flashed (None: unknown)
 
     @property
     def port(self) -> str:
@@ -32,10 +33,16 @@ class Board(ABC):
             raise BoardError(f"board {self.name}: no serial port known; give --port")
         return self._port
 
-    @abstractmethod
     def flash(self, image: Path, *, erase: bool, progress=None) -> None:
         """Write `image` (Intel HEX) and start it; with `erase`, wipe the whole chip first.
         `progress(text)` may be called with what is happening (erasing, programming, …)."""
+        self.flashed = None  # a failed flash leaves the board in an unknown state
+        self._flash(Path(image), erase=erase, progress=progress)
+        self.flashed = Path(image)
+
+    @abstractmethod
+    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
+        """The board-specific flashing behind `flash`."""
 
     def reset(self) -> None:  # pragma: no cover - overridden where possible
         raise BoardError(f"board {self.name}: cannot be reset from the host")
@@ -50,7 +57,8 @@ class Board(ABC):
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, port={self._port!r})"
+        flashed = self.flashed.name if self.flashed else None
+        return f"{type(self).__name__}({self.name!r}, port={self._port!r}, flashed={flashed!r})"
 
 
 class PortBoard(Board):
@@ -59,7 +67,7 @@ class PortBoard(Board):
     kind = "port"
     can_flash = False
 
-    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
+    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
         raise BoardError(f"board on {self.port}: cannot flash without a probe; give --board SNR")
 
 
@@ -81,7 +89,7 @@ class NordicProbeBoard(Board):
             self._port = self.driver.console_port()
         return self._port
 
-    def flash(self, image: Path, *, erase: bool, progress=None) -> None:
+    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
         self.driver.program(image, erase="chip" if erase else "sector", verify=True, reset=True,
                             progress=progress)
 

@@ -57,8 +57,10 @@ def run(board, opts, tmp_path=None, **kwargs):
 
 def test_full_flow_registers_and_records_every_step(sim, tmp_path):
     store = RecordStore(tmp_path / "rec.sqlite")
-    result = run(sim(), options(), tmp_path, observers=[RecordWriter(store)])
+    board = sim()
+    result = run(board, options(), tmp_path, observers=[RecordWriter(store)])
     assert result.outcome == "registered", result.error
+    assert board.flashed == FINAL_IMAGE  # the board knows what it runs now
     assert [s.name for s in result.steps] == list(STEPS)
     assert all(s.status in ("ok", "skipped") for s in result.steps)
     assert result.step("onboard").status == "skipped"  # no Coiote given
@@ -230,7 +232,6 @@ def tcp_bridge():
         listener = socket.create_server(("127.0.0.1", 0))
         ser = serial.Serial(device_path, timeout=0.05)
         stop = threading.Event()
-        stops.append((stop, listener, ser))
 
         def serve() -> None:
             conn, _ = listener.accept()
@@ -255,12 +256,15 @@ def tcp_bridge():
                     conn.sendall(data)
             conn.close()
 
-        threading.Thread(target=serve, daemon=True).start()
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        stops.append((stop, listener, ser, server))
         return f"socket://127.0.0.1:{listener.getsockname()[1]}"
 
     yield start
-    for stop, listener, ser in stops:
+    for stop, listener, ser, server in stops:
         stop.set()
+        server.join(5)
         listener.close()
         ser.close()
 
