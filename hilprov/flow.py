@@ -30,6 +30,7 @@ from hilprov.errors import (
     EndpointMismatchError,
     HilprovError,
     NotRegisteredError,
+    TransferError,
 )
 from hilprov.lwm2m import SecurityMode
 from hilprov.provisioning import FactoryProvisioning
@@ -365,7 +366,10 @@ class ProvisioningFlow:
             self._smp().upload(blob, PROVISION_FILE, progress=self._progress("upload"))
         except (smp.RemoteNotMounted, smp.RemoteFileNotFound) as exc:
             if exc.offset:  # mid-upload: the device rebooted, not a used-up attempt
-                raise
+                raise TransferError(
+                    f"board {self.board.name}: the device restarted during the upload (at "
+                    f"offset {exc.offset} of {len(blob)} it no longer knew the file), so this "
+                    "provisioning attempt is lost; re-run to provision it again") from None
             raise AlreadyProvisionedError(
                 f"board {self.board.name}: the device takes no provisioning file: this boot's "
                 "one attempt is used up (the device was provisioned, or an earlier attempt "

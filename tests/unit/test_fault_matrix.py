@@ -120,7 +120,8 @@ def check_stalled_upload(run: Run) -> None:
 def check_reset(run: Run) -> None:
     assert run.result.blob_size > 1024  # three writes: the reset comes in the second
     assert run.stat("boots") == 2  # the initial image's boot, then the reset
-    assert "did it reboot?" in run.result.error
+    assert "the device restarted during the upload" in run.result.error
+    assert "re-run" in run.result.error
 
 
 def check_no_ready(run: Run) -> None:
