@@ -398,6 +398,31 @@ def cmd_probes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coiote_sim(args: argparse.Namespace) -> int:
+    """A local Coiote-compatible server for benches without the cloud: prints its URL, serves
+    until SIGTERM or Ctrl-C."""
+    import signal
+    import threading
+
+    from hilprov.errors import ConfigError
+    from hilprov.sim.coiote_server import CoioteServer
+
+    token = coiote.resolve_token(None, args.token_file)
+    if not token:
+        raise ConfigError("no token for the local Coiote server: give --token-file FILE or set "
+                          "COIOTE_TOKEN")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with CoioteServer(token, host=args.host, port=args.port) as server:
+        print(server.url, flush=True)
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from hilprov.sim.runner import sim_main
 
@@ -465,6 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_verbosity(p)
     p.set_defaults(func=cmd_probes)
+
+    p = sub.add_parser("coiote-sim", help="run a local Coiote-compatible server (prints its URL)",
+                       formatter_class=_formatter, epilog=EPILOG)
+    p.add_argument("--token-file", metavar="FILE",
+                   help="the Bearer token it accepts (default: $COIOTE_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="default: any free port")
+    add_verbosity(p)
+    p.set_defaults(func=cmd_coiote_sim)
 
     p = sub.add_parser("sim", help="run a virtual board (prints its pty path first)",
                        add_help=False, prefix_chars="\0")

@@ -9,23 +9,19 @@ name itself, so a client that assumes id == endpoint name fails here as it may o
 Faults are scripted with :meth:`CoioteServer.inject` (status, `Retry-After`, delay) and consumed by
 the next matching requests; every request is logged without its Authorization header.
 
-Run stand-alone: ``python -m hilprov.sim.coiote_server --token-file F`` prints its URL and serves
-until interrupted.
+Run stand-alone: ``hilprov coiote-sim --token-file F`` prints its URL and serves until
+interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import hmac
 import json
 import logging
-import os
 import re
-import signal
 import socket
-import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -636,40 +632,3 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return f"HTTP {status}"
-
-
-# -- stand-alone -------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hilprov.sim.coiote_server",
-                                     description="Serve a fake Coiote DM v3 API until killed.")
-    parser.add_argument("--token-file", help="file holding the accepted Bearer token "
-                        "(default: $COIOTE_TOKEN)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as exc:
-            parser.error(f"{args.token_file}: cannot read token file: {exc.strerror or exc}")
-    else:
-        token = os.environ.get("COIOTE_TOKEN", "").strip()
-    if not token:
-        parser.error("no token: give --token-file or set COIOTE_TOKEN")
-
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    with CoioteServer(token, host=args.host, port=args.port) as server:
-        print(server.url, flush=True)
-        try:
-            while not done.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
