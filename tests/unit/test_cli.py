@@ -253,20 +253,3 @@ def test_probes_without_the_jlink_software_is_one_line_and_exit_7(capsys):
     assert main(["probes"]) == 7
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "https://www.segger.com/downloads/jlink/" in err
-
-
-def test_coiote_sim_serves_the_api_with_the_given_token(tmp_path):
-    (tmp_path / "tok").write_text("sim-token-1\n")
-    proc = subprocess.Popen([sys.executable, "-m", "hilprov", "coiote-sim", "--token-file",
-                             str(tmp_path / "tok")], stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
-        from hilprov.coiote import CoioteClient
-
-        with CoioteClient(url, "sim-token-1", timeout=5) as client:
-            result = client.register_device(ENDPOINT, "/embedded/", "nosec", None, None)
-            assert result.status == "created"
-            assert client.find_device(ENDPOINT)["securityMode"] == "nosec"
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0

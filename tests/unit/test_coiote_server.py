@@ -371,7 +371,7 @@ def test_stop_does_not_wait_for_a_delayed_answer():
 def test_stand_alone_server(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "hilprov.sim.coiote_server",
+    proc = subprocess.Popen([sys.executable, "-m", "hilprov", "coiote-sim",
                              "--token-file", str(token_file)],
                             stdout=subprocess.PIPE, text=True)
     try:

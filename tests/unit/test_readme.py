@@ -27,6 +27,6 @@ def test_every_ptool_flag_in_the_quick_start_exists():
 
 def test_every_hilprov_subcommand_in_the_readme_exists():
     text = (REPO_ROOT / "README.md").read_text()
-    named = set(re.findall(r"`hilprov (\w+)", text))
+    named = set(re.findall(r"`hilprov ([\w-]+)", text))
     choices = set(build_parser()._subparsers._group_actions[0].choices)
     assert named <= choices, named - choices
