@@ -17,8 +17,18 @@ from hilprov.lwm2m import OID, RID, Objlink, SecurityMode
 __version__ = "0.1.0"
 
 __all__ = [
-    "OID", "RID", "Objlink", "SecurityMode",
+    "FactoryProvisioning", "OID", "RID", "Objlink", "SecurityMode",
     "HilprovError", "ConfigError", "ValidationError", "CertificateError", "CloudError",
     "BoardError", "TransferError", "DeviceRejectedError", "AlreadyProvisionedError",
     "NotRegisteredError",
 ]
+
+
+def __getattr__(name: str):
+    """`hilprov.FactoryProvisioning`, imported on first use (it pulls in cryptography and
+    requests, which `import hilprov` alone should not)."""
+    if name == "FactoryProvisioning":
+        from hilprov.provisioning import FactoryProvisioning
+
+        return FactoryProvisioning
+    raise AttributeError(f"module 'hilprov' has no attribute {name!r}")

@@ -187,3 +187,12 @@ def test_repr_shows_no_secrets():
     text = repr(fp)
     assert "secret-token" not in text and "3x@mpl3" not in text
     assert "psk" in text
+
+
+def test_the_seed_entry_point_is_importable_from_the_package(workdir):
+    import hilprov
+
+    fp = hilprov.FactoryProvisioning(str(CONFIGS / "endpoint_cfg"), ENDPOINT, None, None, None)
+    assert fp.get_sec_mode() == "psk"
+    fp.provision_device()
+    assert (workdir / "SenMLCBOR").stat().st_size == 192
