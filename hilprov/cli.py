@@ -45,8 +45,9 @@ def add_provision_arguments(parser: argparse.ArgumentParser) -> None:
                       help="endpoint certificate (DER or PEM); ignored with -C")
     seed.add_argument("-p", "--scert", metavar="FILE", help="server certificate (DER or PEM)")
     more = parser.add_argument_group("hilprov options")
-    more.add_argument("--output", metavar="PATH", default="SenMLCBOR",
-                      help="where to write the blob (default: ./SenMLCBOR)")
+    more.add_argument("--output", metavar="PATH",
+                      help="where to write the blob (default: ./SenMLCBOR; with a board, only "
+                           "when given)")
     more.add_argument("--profile", choices=profile.PROFILES, default=profile.DEFAULT_PROFILE,
                       help="device profile to validate against (default: %(default)s)")
     more.add_argument("--token-file", metavar="FILE", help="read the Coiote token from FILE")
@@ -144,23 +145,16 @@ def cmd_provision(args: argparse.Namespace) -> int:
     fp.check()  # refuse a bad config before any file is written
     if fp.get_sec_mode() in ("cert", "est"):
         load_credentials(fp, args)
-    fp.provision_device(args.output)
+    fp.provision_device(args.output or "SenMLCBOR")
     register_if_asked(fp, args, token)
     return 0
 
 
 def load_credentials(fp, args: argparse.Namespace) -> None:
     """Certificate/EST mode: server certificate and endpoint certificate + key, seed order."""
-    if args.scert is None:
-        raise_config(f"{fp.get_sec_mode()} mode needs the server certificate: give -p FILE")
-    if args.cert is None and (args.pkey is None or args.pcert is None):
-        raise_config(f"{fp.get_sec_mode()} mode needs the endpoint certificate and key: give -C "
-                     "cert_info.json, or -r CERT and -k KEY")
-    fp.set_server_cert(args.scert)
+    fp.load_credentials(args.scert, args.pcert, args.pkey, generating=args.cert is not None)
     if args.cert is not None:
         fp.generate_self_signed_cert(args.cert_dir)
-    else:
-        fp.set_endpoint_cert_and_key(args.pcert, args.pkey)
 
 
 def register_if_asked(fp, args: argparse.Namespace, token: str | None) -> None:
@@ -189,7 +183,7 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
         cert_info=args.cert, pkey=args.pkey, pcert=args.pcert, scert=args.scert,
         profile=args.profile, cert_dir=Path(args.cert_dir), flash_final=not args.no_final,
         erase_initial=not args.no_erase, replace_cloud_device=args.coiote_replace,
-        output=Path(args.output) if args.output != "SenMLCBOR" else None,
+        output=args.output and Path(args.output),
         initial_hex=args.initial_hex and Path(args.initial_hex),
         final_hex=args.final_hex and Path(args.final_hex))
     any_sim = station.SIM in args.board
@@ -198,7 +192,15 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         registrar = None
         if any_sim and args.server is None:
-            registrar = stack.enter_context(local_coiote(options))
+            # No -s with a virtual board: onboard in a local Coiote-compatible server, and let
+            # virtual boards register only if it knows them (spec §7 semantics).
+            from hilprov.hil import local_coiote
+
+            cloud = stack.enter_context(local_coiote())
+            log.info("no -s given: onboarding in a local Coiote-compatible server at %s",
+                     cloud.local.url)
+            options.coiote_client, options.coiote_domain = cloud.client, cloud.domain
+            registrar = cloud.registrar()
         boards = station.make_boards(args.board, port=args.port, baudrate=args.baudrate,
                                      emulate_baud=args.emulate_baud, registrar=registrar)
         stack.callback(station.close_all, boards)
@@ -219,34 +221,6 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
     return failed[0].exit_code if failed else 0
 
 
-def local_coiote(options):
-    """No -s with a virtual board: onboard in a local Coiote-compatible server, and let the
-    virtual boards register only if that server knows them (spec §7 semantics)."""
-    import secrets
-
-    from hilprov.coiote import CoioteClient
-    from hilprov.sim.cloud import coiote_registrar
-    from hilprov.sim.coiote_server import CoioteServer
-
-    @contextlib.contextmanager
-    def running():
-        token = secrets.token_hex(16)
-        with CoioteServer(token=token) as server:
-            log.info("no -s given: onboarding in a local Coiote-compatible server at %s",
-                     server.url)
-            options.coiote_client = CoioteClient(server.url, token, timeout=5.0)
-            options.coiote_domain = "/embedded/"
-            yield coiote_registrar(server)
-
-    return running()
-
-
-def raise_config(message: str) -> None:
-    from hilprov.errors import ConfigError
-
-    raise ConfigError(message)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from hilprov.config import load_config
     from hilprov.provisioning import with_credentials
@@ -261,12 +235,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     summary = f"{args.config}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s) " \
               f"[profile {args.profile}]"
     print(summary, file=sys.stderr)
-    return profile_exit(errors)
-
-
-def profile_exit(errors: list) -> int:
-    from hilprov.errors import ValidationError
-
     return ValidationError.exit_code if errors else 0
 
 

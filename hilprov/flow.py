@@ -281,14 +281,8 @@ class ProvisioningFlow:
         mode = fp.security_mode()
         self.result.security_mode = str(mode)
         if mode in (SecurityMode.CERT, SecurityMode.EST):
-            if opts.scert is None:
-                raise ConfigError(f"{mode} mode needs the server certificate: give -p FILE")
-            fp.set_server_cert(opts.scert)
-            if opts.cert_info is None:
-                if opts.pcert is None or opts.pkey is None:
-                    raise ConfigError(f"{mode} mode needs the endpoint certificate and key: "
-                                      "give -C cert_info.json, or -r CERT and -k KEY")
-                fp.set_endpoint_cert_and_key(opts.pcert, opts.pkey)
+            fp.load_credentials(opts.scert, opts.pcert, opts.pkey,
+                                generating=opts.cert_info is not None)
         if self.board.can_flash:
             for which in ("initial", "final"):
                 image = getattr(opts, f"{which}_hex")

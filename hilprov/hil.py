@@ -175,6 +175,13 @@ def coiote_access(settings: HilSettings, environ=os.environ):
         with coiote.CoioteClient(info.base_url, token) as client:
             yield CoioteAccess(client, info.domain, server_info=settings.coiote_server)
         return
+    with local_coiote() as access:
+        yield access
+
+
+@contextlib.contextmanager
+def local_coiote():
+    """A local Coiote-compatible server with a fresh random token, and a client for it."""
     from hilprov.sim.coiote_server import CoioteServer
 
     token = secrets.token_hex(16)

@@ -75,6 +75,19 @@ class FactoryProvisioning:
     def set_server_cert(self, cert) -> None:
         self.server_cert = certs.load_certificate(cert)
 
+    def load_credentials(self, scert, pcert, pkey, *, generating: bool) -> None:
+        """Certificate/EST mode: the server certificate (required, as in the seed) and the
+        endpoint certificate + key, unless a self-signed pair will be generated."""
+        mode = self.get_sec_mode()
+        if scert is None:
+            raise ConfigError(f"{mode} mode needs the server certificate: give -p FILE")
+        if not generating and (pcert is None or pkey is None):
+            raise ConfigError(f"{mode} mode needs the endpoint certificate and key: give -C "
+                              "cert_info.json, or -r CERT and -k KEY")
+        self.set_server_cert(scert)
+        if not generating:
+            self.set_endpoint_cert_and_key(pcert, pkey)
+
     def set_endpoint_cert_and_key(self, cert, key) -> None:
         cert_der = certs.load_certificate(cert)
         key_der = certs.load_private_key(key)
@@ -111,7 +124,9 @@ class FactoryProvisioning:
 
         With `pending_credentials`, Certificate/EST credentials not loaded yet count as present,
         so a bad config is refused before any certificate file is written."""
-        config = self.build_config(pending_credentials=pending_credentials)
+        return self._validate(self.build_config(pending_credentials=pending_credentials))
+
+    def _validate(self, config: EndpointConfig) -> list[profile.Problem]:
         problems = profile.validate(config, self.profile)
         bad = profile.errors(problems)
         if bad:
@@ -122,7 +137,7 @@ class FactoryProvisioning:
     def serialize(self) -> bytes:
         """Validate the final config and return its SenML CBOR blob (nothing is written)."""
         config = self.build_config()
-        self.check(pending_credentials=False)
+        self._validate(config)
         self.blob = senml.encode_config(config)
         return self.blob
 

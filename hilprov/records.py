@@ -152,12 +152,12 @@ class RecordStore:
             conn.close()
 
 
-def row_from_result(result: FlowResult, attempt: str, source: str, station: str) -> dict:
+def row_from_result(result: FlowResult, source: str, station: str) -> dict:
     """The database row for a FlowResult. Only names, hashes, outcomes: no secret fields exist."""
     current = next((s.name for s in result.steps if s.status in ("running", "failed")), None)
     finished = result.outcome != "in progress"
     return {
-        "attempt": attempt,
+        "attempt": result.attempt,
         "started_at": datetime.fromtimestamp(result.started, UTC).isoformat(
             timespec="milliseconds"),
         "finished_at": _now() if finished else None,
@@ -189,17 +189,13 @@ class RecordWriter(FlowObserver):
         self.source = source
         self.station = station or socket.gethostname()
         self.final_timeout = final_timeout
-        self.unsaved: set[str] = set()  # attempts whose latest state is not in the database
 
     def _save(self, result: FlowResult, *, final: bool = False) -> None:
         self.store.ensure_schema()  # an unusable database stops the run before the board
-        attempt = result.attempt
-        row = row_from_result(result, attempt, self.source, self.station)
+        row = row_from_result(result, self.source, self.station)
         try:
             self.store.write(row, timeout=self.final_timeout if final else None)
-            self.unsaved.discard(attempt)
         except RecordsError as exc:
-            self.unsaved.add(attempt)
             if final:
                 raise RecordsError(f"{exc}; the attempt on board {result.board} ended "
                                    f"{result.outcome!r} but is not recorded") from None
