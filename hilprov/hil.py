@@ -140,10 +140,6 @@ class CoioteAccess:
         self.local = local  # hilprov.sim.coiote_server.CoioteServer or None
         self.server_info = server_info
 
-    @property
-    def is_local(self) -> bool:
-        return self.local is not None
-
     def __repr__(self) -> str:
         where = self.local.url if self.local else str(self.server_info)
         return f"CoioteAccess({where!r}, domain={self.domain!r})"

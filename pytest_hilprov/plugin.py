@@ -22,7 +22,6 @@ from hilprov.records import RecordStore, RecordWriter
 SETTINGS_KEY = pytest.StashKey[hil.HilSettings]()
 PORT_KEY = pytest.StashKey[object]()
 ENDPOINT_KEY = pytest.StashKey[hil.Endpoint]()
-RUN_DIR_KEY = pytest.StashKey[Path]()
 
 MARKERS = {
     "hil": "needs a board (real or virtual): skipped without --board, an error with "
