@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -36,9 +34,11 @@ from typing import Any
 
 import cbor2
 
-from hilprov.errors import BoardError
+from hilprov.errors import BoardError, ConfigError
+from hilprov.files import write_atomic
+from hilprov.lwm2m import Objlink
 from hilprov.sim.factory_fs import FactoryFs, MountTable, RamFs
-from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE, SimImage, identify
+from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE, identify
 from hilprov.sim.pty import PtyLink
 from hilprov.sim.smp_server import CONTINUE, START, FileSystem, SmpServer, SmpShellTransport
 
@@ -113,7 +113,7 @@ class _Boot:
 
 def _encode_objects(objects: dict) -> bytes:
     def default(encoder: cbor2.CBOREncoder, value: Any) -> None:
-        if hasattr(value, "oid") and hasattr(value, "iid"):
+        if isinstance(value, Objlink):
             encoder.encode(cbor2.CBORTag(_OBJLINK_TAG, [value.oid, value.iid]))
         else:
             raise TypeError(f"cannot persist a {type(value).__name__} value")
@@ -124,8 +124,6 @@ def _encode_objects(objects: dict) -> bytes:
 def _decode_objects(data: bytes) -> dict:
     def tag_hook(decoder: cbor2.CBORDecoder, tag: cbor2.CBORTag) -> Any:
         if tag.tag == _OBJLINK_TAG:
-            from hilprov.lwm2m import Objlink
-
             return Objlink(*tag.value)
         return tag
 
@@ -159,8 +157,6 @@ class VirtualBoard:
             raise BoardError(f"virtual board: unknown image {image!r} (initial or final)")
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.imei = imei
-        self.baud = baud
-        self.buf_size = buf_size
         self.faults = faults or Faults()
         self.registrar = registrar
         self.name = name
@@ -172,9 +168,8 @@ class VirtualBoard:
         self._generation = 0
         self._counts: Counter[str] = Counter()
         self._reset_fired = False
-        self._lfs = RamFs()
         self._mounts = MountTable()
-        self._mounts.mount("/lfs1", self._lfs)
+        self._mounts.mount("/lfs1", RamFs())
         self._pty = PtyLink(self._on_rx, baud=baud)
         self._server = SmpServer(self._mounts, buf_size=buf_size,
                                  params_supported=self.faults.params_supported,
@@ -271,8 +266,7 @@ class VirtualBoard:
         with self._lock:
             if erase:
                 self._state = _State()
-                self._lfs = RamFs()
-                self._mounts.mount("/lfs1", self._lfs)
+                self._mounts.mount("/lfs1", RamFs())
                 self._remove_state_files()
             self._state.image = found.kind
             self._state.version = found.version
@@ -281,23 +275,6 @@ class VirtualBoard:
                      " after a chip erase" if erase else "")
             if self.port is not None:
                 self._reboot()
-
-    def program(self, hex_path: Path, erase: str = "chip", verify: bool = True,
-                reset: bool = True, progress: Callable[[str], None] | None = None) -> SimImage:
-        """NordicBoard-style flashing: erase "chip" wipes the state, "sector"/"none" keep it."""
-        del verify
-        if progress is not None:
-            progress(f"flashing {Path(hex_path).name} on the virtual board")
-        found = identify(Path(hex_path))
-        if reset:
-            self.flash(Path(hex_path), erase=erase == "chip")
-        else:
-            with self._lock:
-                if erase == "chip":
-                    self._state = _State()
-                self._state.image, self._state.version = found.kind, found.version
-                self._save_state()
-        return found
 
     # --- state ----------------------------------------------------------------------------
 
@@ -325,39 +302,25 @@ class VirtualBoard:
         return state
 
     def _save_state(self) -> None:
-        with self._state_lock:
-            self._write_state()
-
-    def _write_state(self) -> None:
+        """Write board.json and the factory objects (mode 0600: they hold PSKs and keys)."""
         if self.state_dir is None:
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        raw = {"image": self._state.image, "version": self._state.version,
-               "persistence": self._state.persistence, "boots": self._state.boots,
-               "endpoint": self.endpoint_name}
-        self._atomic_write(self.state_dir / STATE_FILE, json.dumps(raw, indent=1).encode())
-        factory = self.state_dir / FACTORY_FILE
-        if self._state.factory is not None:
-            self._atomic_write(factory, _encode_objects(self._state.factory))
-        elif factory.exists():
-            factory.unlink()
+        with self._state_lock:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            raw = {"image": self._state.image, "version": self._state.version,
+                   "persistence": self._state.persistence, "boots": self._state.boots,
+                   "endpoint": self.endpoint_name}
+            write_atomic(self.state_dir / STATE_FILE, json.dumps(raw, indent=1).encode())
+            factory = self.state_dir / FACTORY_FILE
+            if self._state.factory is not None:
+                write_atomic(factory, _encode_objects(self._state.factory))
+            elif factory.exists():
+                factory.unlink()
 
     def _remove_state_files(self) -> None:
         if self.state_dir is not None:
             for name in (STATE_FILE, FACTORY_FILE):
                 (self.state_dir / name).unlink(missing_ok=True)
-
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(tmp, 0o600)  # the objects hold PSKs and private keys
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     # --- boot -----------------------------------------------------------------------------
 
@@ -414,12 +377,11 @@ class VirtualBoard:
         out = (ERASE_LINE if boot.shell else b"") + text.encode() + b"\r\n"
         self._tx(boot, out + (PROMPT if boot.shell else b""))
 
-    def _log(self, boot: _Boot, level: str, module: str, text: str) -> bool:
-        if not boot.logging:
-            return True
-        stamp = uptime_stamp(time.monotonic() - boot.started)
-        self._say(boot, f"{stamp} <{level}> {module}: {text}")
-        return self._pause(boot, self.faults.boot_line_delay)
+    def _log(self, boot: _Boot, level: str, module: str, text: str) -> None:
+        if boot.logging:
+            stamp = uptime_stamp(time.monotonic() - boot.started)
+            self._say(boot, f"{stamp} <{level}> {module}: {text}")
+            boot.stop.wait(self.faults.boot_line_delay)
 
     def _start_shell(self, boot: _Boot) -> None:
         boot.shell = True
@@ -456,7 +418,7 @@ class VirtualBoard:
         self._start_shell(boot)
         factory.run_provisioning()
 
-    def _provision(self, blob: bytes) -> tuple[bool, str, object]:
+    def _provision(self, blob: bytes) -> tuple[bool, str]:
         """The Anjay thread's provisioning call; persists on success before result.txt says 0."""
         outcome = self._model_api().factory_provision(blob)
         self.attempts.append(outcome)
@@ -466,11 +428,11 @@ class VirtualBoard:
                 try:
                     self._state.factory = outcome.objects
                     self._save_state()
-                except (OSError, TypeError, ValueError) as err:
+                except (ConfigError, OSError, TypeError, ValueError) as err:
                     log.error("virtual board: could not persist the factory data: %s", err)
                     self._state.factory = None
                     ok, text = False, "-1"
-        return ok, text, outcome
+        return ok, text
 
     def _final_image(self, boot: _Boot) -> None:
         if not self._boot_banner(boot):

@@ -262,17 +262,14 @@ class CoioteServer:
                 return 200, [d["id"] for d in self._search(query)]
             if parts == ["devices", "find", "details"] and method == "GET":
                 return 200, self._find_details(query)
-            if len(parts) == 2 and parts[0] == "devices":
+            if len(parts) == 2 and parts[0] == "devices" and method in ("GET", "DELETE"):
                 device = self._devices.get(parts[1])
+                if device is None:
+                    raise ApiError(404, "Device not found")
                 if method == "GET":
-                    if device is None:
-                        raise ApiError(404, "Device not found")
                     return 200, copy.deepcopy(device)
-                if method == "DELETE":
-                    if device is None:
-                        raise ApiError(404, "Device not found")
-                    del self._devices[parts[1]]
-                    return 204, None
+                del self._devices[parts[1]]
+                return 204, None
         raise ApiError(404, f"No API operation {method} {API_PREFIX}{api_path}")
 
     # -- the device store (caller holds the lock) ----------------------------------------------
@@ -432,12 +429,20 @@ def _parse_criteria(text: str) -> list[tuple[str, str, Any]]:
     return criteria
 
 
+def _lookup(device: dict, parts: list[str]) -> tuple[bool, Any]:
+    """(found, value) of a dotted field path; a field holding null is found."""
+    node: Any = device
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
 def _criterion_holds(device: dict, name: str, op: str, value: Any) -> bool:
-    actual: Any = device
-    for part in name.split("."):
-        if not isinstance(actual, dict) or part not in actual:
-            return False
-        actual = actual[part]
+    found, actual = _lookup(device, name.split("."))
+    if not found:
+        return False
     if op == "startswith":
         return isinstance(actual, str) and isinstance(value, str) and actual.startswith(value)
     if isinstance(value, str) and not isinstance(actual, str) and actual is not None:
@@ -451,25 +456,14 @@ def _select(device: dict, fields: list[str]) -> dict:
     out: dict = {}
     for name in fields:
         parts = name.strip().split(".")
-        source: Any = device
-        for part in parts:
-            source = source.get(part) if isinstance(source, dict) else None
-        if source is None and not _has_path(device, parts):
+        found, source = _lookup(device, parts)
+        if not found:
             continue
         target = out
         for part in parts[:-1]:
             target = target.setdefault(part, {})
         target[parts[-1]] = copy.deepcopy(source)
     return out
-
-
-def _has_path(device: dict, parts: list[str]) -> bool:
-    node: Any = device
-    for part in parts:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int, low: int,

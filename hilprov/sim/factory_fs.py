@@ -34,18 +34,17 @@ class Attempt:
     blob: bytes
     result_text: str
     ok: bool
-    outcome: object | None = None
 
 
 class FactoryFs:
     """The initial image's ``/factory`` (paths relative to the mount point).
 
     `provision` is called on the Anjay thread with the complete blob and returns
-    ``(ok, result_text, outcome)``. `on_bytes(total)` is told how many bytes provision.cbor has
+    ``(ok, result_text)``. `on_bytes(total)` is told how many bytes provision.cbor has
     received (fault injection uses it).
     """
 
-    def __init__(self, endpoint_name: str, provision: Callable[[bytes], tuple[bool, str, object]],
+    def __init__(self, endpoint_name: str, provision: Callable[[bytes], tuple[bool, str]],
                  *, eof_idle: float = 15.0,
                  on_bytes: Callable[[int], None] | None = None) -> None:
         self.endpoint_name = endpoint_name
@@ -90,21 +89,19 @@ class FactoryFs:
                 else:
                     self._cond.wait()  # Anjay waits forever for the first byte
             blob = bytes(self._received)
-        ok, text, outcome = self._provision(blob)
+        ok, text = self._provision(blob)
         with self._cond:
             if self._cancelled:
                 return None
-            self.attempt = Attempt(blob, text, ok, outcome)
+            self.attempt = Attempt(blob, text, ok)
             self._cond.notify_all()
             return self.attempt
 
     # --- VFS side -------------------------------------------------------------------------
 
     def stat(self, name: str) -> tuple[bool, int]:
-        if name == ENDPOINT:
-            return True, len(self.endpoint_name.encode())
-        if name == RESULT:
-            return True, len(self._wait_result().encode())
+        if name in (ENDPOINT, RESULT):
+            return True, len(self._text(name))
         raise FsError(errno.ENOENT, f"/factory/{name}")  # provision.cbor included (spec)
 
     def open(self, name: str, write: bool) -> OpenFile:
@@ -120,6 +117,10 @@ class FactoryFs:
                 raise FsError(errno.EROFS, f"/factory/{name} is read-only")
             return _TextFile(self, name)
         raise FsError(errno.ENOENT, f"/factory/{name}")
+
+    def _text(self, name: str) -> bytes:
+        """Content of endpoint.txt or result.txt (the latter waits for the attempt)."""
+        return (self.endpoint_name if name == ENDPOINT else self._wait_result()).encode()
 
     def _wait_result(self) -> str:
         with self._cond:
@@ -174,13 +175,8 @@ class _TextFile:
         self._fs = fs
         self._name = name
 
-    def _content(self) -> bytes:
-        if self._name == ENDPOINT:
-            return self._fs.endpoint_name.encode()
-        return self._fs._wait_result().encode()
-
     def read(self, off: int, size: int) -> bytes:
-        return self._content()[off:off + size]
+        return self._fs._text(self._name)[off:off + size]
 
     def write(self, off: int, data: bytes) -> None:
         raise FsError(errno.EBADF, f"/factory/{self._name} is read-only")
@@ -201,6 +197,7 @@ class RamFs:
         self._lock = threading.Lock()
 
     def used(self) -> int:
+        """Bytes stored (the caller holds the lock)."""
         return sum(len(data) for data in self.files.values())
 
     def stat(self, name: str) -> tuple[bool, int]:
@@ -235,7 +232,7 @@ class _RamFile:
         with self._fs._lock:
             content = self._fs.files.setdefault(self._name, bytearray())
             grow = max(0, off + len(data) - len(content))
-            if sum(len(d) for d in self._fs.files.values()) + grow > self._fs.capacity:
+            if self._fs.used() + grow > self._fs.capacity:
                 raise FsError(errno.ENOSPC, f"{self._fs.capacity}-byte file system is full")
             if off > len(content):
                 content += bytes(off - len(content))
@@ -263,9 +260,6 @@ class MountTable:
     def unmount(self, point: str) -> None:
         with self._lock:
             self._mounts.pop(point.rstrip("/"), None)
-
-    def mounted(self, point: str) -> FileSystem | None:
-        return self._mounts.get(point.rstrip("/"))
 
     def _route(self, path: str) -> tuple[FileSystem, str]:
         if not path.startswith("/"):

@@ -51,6 +51,10 @@ UNSUPPORTED_TOO_NEW = 13
 FS_UNKNOWN, FS_INVALID_NAME, FS_NOT_FOUND, FS_IS_DIRECTORY = 1, 2, 3, 4
 FS_SEEK_FAILED, FS_READ_FAILED, FS_TRUNCATE_FAILED, FS_WRITE_FAILED = 6, 7, 8, 10
 FS_OFFSET_NOT_VALID, FS_MOUNT_POINT_NOT_FOUND, FS_READ_ONLY = 11, 14, 15
+# How fs_mgmt maps a VFS errno: on stat and open-for-read, and on open-for-write.
+_LOOKUP_RC = {errno.EINVAL: FS_INVALID_NAME, errno.ENOENT: FS_NOT_FOUND}
+_OPEN_WRITE_RC = {errno.EINVAL: FS_INVALID_NAME, errno.ENOENT: FS_MOUNT_POINT_NOT_FOUND,
+                  errno.EROFS: FS_READ_ONLY}
 
 
 # --- file system interface ----------------------------------------------------------------
@@ -174,8 +178,7 @@ class FrameAssembler:
         data = bytes(self._buf)
         self._buf = None
         if len(data) < 2 or crc16(data) != 0:
-            self.dropped["bad CRC"] += 1
-            log.debug("SMP frame dropped: bad CRC")
+            self._drop("bad CRC")
             return None
         return data[:-2]
 
@@ -315,8 +318,7 @@ class SmpServer:
         try:
             is_file, size = self.fs.stat(path)
         except FsError as err:
-            raise _GroupError(FS_INVALID_NAME if err.errno == errno.EINVAL else
-                              FS_NOT_FOUND if err.errno == errno.ENOENT else FS_UNKNOWN) from None
+            raise _GroupError(_LOOKUP_RC.get(err.errno, FS_UNKNOWN)) from None
         if not is_file:
             raise _GroupError(FS_IS_DIRECTORY)
         return size
@@ -341,9 +343,7 @@ class SmpServer:
             try:
                 handle = self.fs.open(name, write=True)
             except FsError as err:
-                raise _GroupError({errno.EINVAL: FS_INVALID_NAME,
-                                   errno.ENOENT: FS_MOUNT_POINT_NOT_FOUND,
-                                   errno.EROFS: FS_READ_ONLY}.get(err.errno, FS_UNKNOWN)) from None
+                raise _GroupError(_OPEN_WRITE_RC.get(err.errno, FS_UNKNOWN)) from None
             t = self._transfer = _Transfer("upload", name, handle, touched=time.monotonic())
             if off > 0:
                 # The context was lost (idle close, reboot): adopt the file's size.
@@ -368,9 +368,8 @@ class SmpServer:
                 self._cleanup()
                 raise _GroupError(FS_WRITE_FAILED) from err
             t.off += len(data)
-        new_off = t.off
         self._finish_check()
-        return {"off": new_off}
+        return {"off": t.off}
 
     def _download(self, req: dict[str, Any]) -> dict[str, Any]:
         off = req.get("off")
@@ -385,9 +384,7 @@ class SmpServer:
             try:
                 handle = self.fs.open(name, write=False)
             except FsError as err:
-                raise _GroupError(FS_INVALID_NAME if err.errno == errno.EINVAL else
-                                  FS_NOT_FOUND if err.errno == errno.ENOENT else
-                                  FS_UNKNOWN) from None
+                raise _GroupError(_LOOKUP_RC.get(err.errno, FS_UNKNOWN)) from None
             t = self._transfer = _Transfer("download", name, handle, length=length,
                                            touched=time.monotonic())
         try:

@@ -100,10 +100,24 @@ def _messages(port, since: int = 0) -> list[str]:
     return out
 
 
-def _provision(board, port, blob=b"\x81\xa1\x00\x01"):
+def _ready(boards, ports, *args, **kwargs):
+    """A started board whose boot log, seen on an open port, reached "Device ready"."""
+    board = boards(*args, **kwargs)
+    port = ports(board)
+    _boot(board, port)
+    port.expect_exact("Device ready", 5)
+    return board, port
+
+
+def _provision(port, blob=b"\x81\xa1\x00\x01"):
     client = SmpFileClient(port, timeout=2.0)
     client.upload(blob, "/factory/provision.cbor")
     return client.download("/factory/result.txt", timeout=5)
+
+
+def _provision_then_flash_final(board, port, blob=b"\x81\xa1\x00\x01"):
+    assert _provision(port, blob) == b"0"
+    board.flash(FINAL_IMAGE, erase=False)
 
 
 # --- Zephyr framing and reassembly ----------------------------------------------------------
@@ -227,7 +241,7 @@ def _factory(**kwargs):
 
     def provision(blob):
         blobs.append(blob)
-        return True, "0", None
+        return True, "0"
 
     return FactoryFs("anjay-zephyr-demo-1", provision, **kwargs), blobs
 
@@ -298,7 +312,7 @@ def test_initial_image_boot_log(boards, ports):
     ]
     client = SmpFileClient(port, timeout=2)
     assert client.download("/factory/endpoint.txt") == b"anjay-zephyr-demo-351234567890123"
-    assert _provision(board, port) == b"0"
+    assert _provision(port) == b"0"
     assert client.download("/factory/result.txt") == b"0"  # re-readable, no newline
     time.sleep(0.2)
     assert len(_messages(port)) == 6  # the log backend stays off after the ready line
@@ -309,7 +323,7 @@ def test_already_present_after_provisioning_and_on_a_fresh_board(tmp_path, board
     port = ports(board)
     _boot(board, port)
     port.expect_exact("Device ready for provisioning.", 5)
-    assert _provision(board, port) == b"0"
+    assert _provision(port) == b"0"
     assert stat.S_IMODE((tmp_path / "anjay_factory.cbor").stat().st_mode) == 0o600
     _boot(board, port)
     port.expect_exact("Factory provisioning information already present. Please flash "
@@ -330,22 +344,16 @@ def test_already_present_after_provisioning_and_on_a_fresh_board(tmp_path, board
 
 
 def test_failed_provisioning_persists_nothing(tmp_path, boards, ports):
-    board = boards(tmp_path)
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port, blob=b"\x00junk") == b"-1"
+    board, port = _ready(boards, ports, tmp_path)
+    assert _provision(port, blob=b"\x00junk") == b"-1"
     assert not board.provisioned and not (tmp_path / "anjay_factory.cbor").exists()
     _boot(board, port)
     port.expect_exact("Device ready for provisioning.", 5)  # another attempt next boot
 
 
 def test_final_image_restores_registers_and_later_uses_persistence(tmp_path, boards, ports):
-    board = boards(tmp_path)
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port) == b"0"
+    board, port = _ready(boards, ports, tmp_path)
+    assert _provision(port) == b"0"
     start = len(port.console_lines)
     board.flash(FINAL_IMAGE, erase=False)
     port.expect_exact("persistence: Anjay restored from anjay_factory", 5)
@@ -402,24 +410,16 @@ def test_registration_rejected_by_the_cloud_check(boards, ports):
         seen.append(endpoint)
         return "device not added in Coiote"
 
-    board = boards(registrar=registrar)
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port) == b"0"
-    board.flash(FINAL_IMAGE, erase=False)
+    board, port = _ready(boards, ports, registrar=registrar)
+    _provision_then_flash_final(board, port)
     port.expect_exact("Register sent", 5)
     port.expect_exact("server responded with 4.03 Forbidden (expected 2.01 Created)", 5)
     assert seen == ["anjay-zephyr-demo-351234567890123"] and board.registrations == []
 
 
 def test_configuration_that_cannot_register_sends_no_register(boards, ports):
-    board = boards(model=StubModel(registers=False))
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port) == b"0"
-    board.flash(FINAL_IMAGE, erase=False)
+    board, port = _ready(boards, ports, model=StubModel(registers=False))
+    _provision_then_flash_final(board, port)
     port.expect_exact("No LwM2M server to register with: never registers", 5)
     time.sleep(0.2)
     assert not any("Register sent" in m or "Attempting to register" in m
@@ -427,12 +427,8 @@ def test_configuration_that_cannot_register_sends_no_register(boards, ports):
 
 
 def test_final_image_that_never_registers(boards, ports):
-    board = boards(faults=Faults(never_register=True))
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port) == b"0"
-    board.flash(FINAL_IMAGE, erase=False)
+    board, port = _ready(boards, ports, faults=Faults(never_register=True))
+    _provision_then_flash_final(board, port)
     port.expect_exact("Register sent", 5)
     with pytest.raises(ExpectTimeout):
         port.expect_exact("registration successful", 0.5)
@@ -449,10 +445,7 @@ def test_missing_ready_line(boards, ports):
 
 def test_eof_after_idle_without_result_stat(boards, ports):
     model = StubModel()
-    board = boards(model=model, faults=Faults(eof_idle=0.3))
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
+    board, port = _ready(boards, ports, model=model, faults=Faults(eof_idle=0.3))
     SmpFileClient(port, timeout=2).upload(b"\x81\xa0", "/factory/provision.cbor")
     deadline = time.monotonic() + 3
     while not model.blobs and time.monotonic() < deadline:
@@ -478,11 +471,8 @@ def test_flasher_refuses_unknown_and_corrupt_images(tmp_path, boards):
 
 
 def test_flash_with_erase_wipes_factory_data(tmp_path, boards, ports):
-    board = boards(tmp_path)
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port) == b"0"
+    board, port = _ready(boards, ports, tmp_path)
+    assert _provision(port) == b"0"
     board.flash(INITIAL_IMAGE, erase=False)
     port.expect_exact("already present", 5)
     board.flash(INITIAL_IMAGE, erase=True)
@@ -586,11 +576,7 @@ def test_real_anjay_model_provisions_and_registers(tmp_path, boards, ports):
 
     config = Path(__file__).parents[2] / "configs" / "endpoint_cfg_nosec"
     blob = senml.encode_config(load_config(config))
-    board = boards(tmp_path, model=anjay)
-    port = ports(board)
-    _boot(board, port)
-    port.expect_exact("Device ready", 5)
-    assert _provision(board, port, blob) == b"0"
-    board.flash(FINAL_IMAGE, erase=False)
+    board, port = _ready(boards, ports, tmp_path, model=anjay)
+    _provision_then_flash_final(board, port, blob)
     port.expect_exact("Anjay restored from anjay_factory", 5)
     port.expect_exact("registration successful", 5)
