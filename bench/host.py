@@ -3,11 +3,10 @@ encode, certificate generation, and the Coiote registration against the local se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bench.common import CERT_CFG, CERT_INFO, DOMAIN, PSK_CFG, Target, median, server_cert, timed
-from hilprov.certs import generate_self_signed
+from hilprov.certs import generate_self_signed, load_cert_info
 from hilprov.coiote import CoioteClient
 from hilprov.provisioning import FactoryProvisioning
 from hilprov.sim.coiote_server import CoioteServer
@@ -17,7 +16,7 @@ TARGET_MS = 50.0
 
 
 def host_work(work: Path, runs: int) -> tuple[list[dict], list[Target], list[str]]:
-    cert_info = json.loads(CERT_INFO.read_text())
+    cert_info = load_cert_info(CERT_INFO)
     credentials = generate_self_signed(cert_info, ENDPOINT)
     scert = server_cert(work)
 

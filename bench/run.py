@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make the package importa
 
 from bench import flows, host, transfer  # noqa: E402
 from bench.common import BAUD, REPO, Target  # noqa: E402
+from hilprov.files import write_atomic  # noqa: E402
 
 RESULTS = REPO / "bench" / "results.json"
 
@@ -114,9 +115,7 @@ def print_targets(targets: list[Target]) -> None:
 
 def write_results(path: Path, results: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(results, indent=1) + "\n").encode(), mode=0o644)
 
 
 def main(argv: list[str] | None = None) -> int:

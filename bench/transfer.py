@@ -20,17 +20,17 @@ import cbor2
 
 from bench.common import BAUD, CERT_CFG, CERT_INFO, Target, median, server_cert, timed
 from hilprov.board.serial import SerialPort
-from hilprov.board.smp import SmpFileClient
+from hilprov.board.smp import FILE_DATA_LIMITS, LINE_LENGTH, SmpFileClient
 from hilprov.flow import ENDPOINT_FILE, PROMPT, PROVISION_FILE, READY, RESULT_FILE
 from hilprov.provisioning import FactoryProvisioning
 from hilprov.sim.images import INITIAL_IMAGE
 from hilprov.sim.runner import SimProcess, spawn_sim
 
 SIZES = (512, 4096, 16384)
-LINE_CHARS = 124  # base64 characters per SMP line: 127 bytes minus the 2-byte marker and LF
-FRAMING_CEILING = 0.75 * LINE_CHARS / 127  # payload bytes per wire byte with zero overhead
+LINE_CHARS = LINE_LENGTH - 3  # base64 characters per SMP line: minus the 2-byte marker and LF
+FRAMING_CEILING = 0.75 * LINE_CHARS / LINE_LENGTH  # payload bytes per wire byte, no overhead
 SMP_HEADER = 8
-PROVISION_LIMIT = 512  # data bytes one write to /factory/provision.cbor may carry
+PROVISION_LIMIT = FILE_DATA_LIMITS[PROVISION_FILE]  # data bytes one provision.cbor write takes
 BITS_PER_BYTE = 10  # 8N1
 
 

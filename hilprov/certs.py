@@ -57,6 +57,7 @@ KEY_DER_NAME = "client_key.der"
 
 # -- what the installed cryptography offers ----------------------------------------------------
 
+@functools.cache
 def supported_curves() -> dict[str, type[ec.EllipticCurve]]:
     """Curve name (e.g. ``secp256r1``) -> curve class, from the public classes of `ec`."""
     curves = {}

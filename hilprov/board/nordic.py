@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from hilprov.board.hexfile import HexImage, read_intel_hex
 from hilprov.errors import BoardError, ConfigError, JLinkMissingError
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 JLINK_DOWNLOAD_URL = "https://www.segger.com/downloads/jlink/"
 SEGGER_USB_VID = 0x1366
 EraseMode = Literal["chip", "sector", "none"]
-ERASE_MODES: tuple[str, ...] = ("chip", "sector", "none")
+ERASE_MODES: tuple[str, ...] = get_args(EraseMode)
 Progress = Callable[[str], None]
 
 _DLL_LOCK = threading.RLock()

@@ -141,10 +141,6 @@ class SerialPort:
         """The file that receives every console line, or None."""
         return self._log_path
 
-    @property
-    def is_open(self) -> bool:
-        return self._error is None
-
     # --- writing --------------------------------------------------------------------------
 
     def write(self, data: bytes, *, drain: bool = True) -> None:
@@ -240,7 +236,7 @@ class SerialPort:
                 haystack = self._unconsumed + partial
                 match = search(haystack)
                 if match is not None:
-                    self._consume(match.end(), len(self._unconsumed))
+                    self._consume(match.end())
                     return match
                 if self._error is not None:
                     raise BoardError(f"serial port {self.url}: {self._error} while waiting for "
@@ -253,7 +249,8 @@ class SerialPort:
                         f"{self._log_path if self._log_path else '(no log file for this port)'}")
                 self._cond.wait(remaining)
 
-    def _consume(self, end: int, done_len: int) -> None:
+    def _consume(self, end: int) -> None:
+        done_len = len(self._unconsumed)
         if end <= done_len:
             self._unconsumed = self._unconsumed[end:]
         else:
@@ -264,10 +261,7 @@ class SerialPort:
         return f"serial port {self.url}" + (f" ({self.name})" if self.name else "")
 
     def _tail_text(self, n: int = 20) -> str:
-        lines = list(self._lines)[-n:]
-        partial = self._partial_text()
-        if partial:
-            lines = (lines + [partial])[-n:]
+        lines = self.tail(n)  # _cond is reentrant: callers may hold it
         if not lines:
             return " Nothing was received on the console."
         body = "\n".join(f"  | {line}" for line in lines)

@@ -93,7 +93,13 @@ FILE_DATA_LIMITS: dict[str, int] = {
 FLUSH_SETTLE = 0.05
 """Seconds to wait after the newline flush before dropping what the device sent back."""
 
+PARAMS_TIMEOUT = 2.0
+"""Seconds to wait for the MCUmgr parameters (a device without them may stay silent)."""
+
 _FS_GROUP = int(smphdr.GroupId.FILE_MANAGEMENT)
+_NOT_FOUND = ((_FS_GROUP, FS_MGMT_ERR.FILE_NOT_FOUND), (None, MGMT_ERR.ENOENT))
+_OFFSET_MISMATCH = ((_FS_GROUP, FS_MGMT_ERR.FILE_OFFSET_NOT_VALID),
+                    (None, MGMT_ERR.EUNKNOWN))  # v1 servers: rc 1 + len
 _DECODE_ERRORS = (SMPBadStartDelimiter, SMPBadContinueDelimiter, SMPBadCRC, binascii.Error,
                   struct.error, ValueError, IndexError)
 
@@ -186,7 +192,10 @@ class SmpParams:
 
     buf_size: int | None
     buf_count: int | None
-    from_device: bool
+
+    @property
+    def from_device(self) -> bool:
+        return self.buf_size is not None
 
     @property
     def max_request(self) -> int:
@@ -220,25 +229,18 @@ class SmpFileClient:
 
     `timeout` bounds the wait for each response, `retries` is how many times one request is
     sent before giving up, `line_delay` is the idle gap added after each line's wire time.
-    `data_limits` extends :data:`FILE_DATA_LIMITS`.
     """
 
     def __init__(self, port: SerialPort, *, timeout: float = 5.0, retries: int = 3,
-                 line_delay: float = 0.002, data_limits: Mapping[str, int] | None = None,
-                 params_timeout: float = 2.0) -> None:
+                 line_delay: float = 0.002) -> None:
         if retries < 1:
             raise ValueError("retries must be at least 1")
         self.port = port
         self.timeout = timeout
         self.retries = retries
         self.line_delay = line_delay
-        self.params_timeout = params_timeout
-        self.data_limits = {**FILE_DATA_LIMITS, **(data_limits or {})}
         self._params: SmpParams | None = None
         self._seq = 0
-        self.requests_sent = 0
-        self.lines_sent = 0
-        self.bytes_sent = 0
         self.timeouts = 0  # responses that did not arrive in time (each led to a resync)
         self.resumes = 0  # uploads continued from the offset the device reported
 
@@ -265,7 +267,7 @@ class SmpFileClient:
         """
         self._ensure_ready()
         total = len(data)
-        limit = max_chunk if max_chunk is not None else self.data_limits.get(remote, total)
+        limit = max_chunk if max_chunk is not None else FILE_DATA_LIMITS.get(remote, total)
         off = 0
         best = -1
         stuck = 0
@@ -292,8 +294,7 @@ class SmpFileClient:
                 new_off = total
             else:
                 hint = ""
-                if off > 0 and self._error_codes(reply) in (
-                        (_FS_GROUP, FS_MGMT_ERR.FILE_NOT_FOUND), (None, MGMT_ERR.ENOENT)):
+                if off > 0 and self._error_codes(reply) in _NOT_FOUND:
                     hint = ("; the device no longer knows this upload: did it reboot?"
                             + self._console_hint())
                 self._raise_for_error(reply, "upload", remote, off=off, size=size, hint=hint)
@@ -368,17 +369,19 @@ class SmpFileClient:
         self._params = self._read_params()
         log.debug("SMP parameters: %s", self._params)
 
-    def _flush(self) -> None:
-        """Newline on its own, so a partial line in the device's buffer can't spoil a frame."""
+    def _flush(self, *, drain: bool = True) -> None:
+        """Newline on its own, so a partial line in the device's buffer can't spoil a frame;
+        `drain` then drops what came back (not after a timeout, where a late answer counts)."""
         self.port.write(b"\n")
         time.sleep(FLUSH_SETTLE)
-        self.port.drain_smp()
+        if drain:
+            self.port.drain_smp()
 
     def _read_params(self) -> SmpParams:
-        fallback = SmpParams(None, None, from_device=False)
+        fallback = SmpParams(None, None)
         try:
             reply = self._transact(MCUMgrParametersReadRequest, {}, "parameter read",
-                                   "(MCUmgr parameters)", self.params_timeout, attempts=2)
+                                   "(MCUmgr parameters)", PARAMS_TIMEOUT, attempts=2)
         except SmpTimeout:
             log.warning("no answer to the MCUmgr parameters request on %s; using %d-byte "
                         "requests", self.port.url, FALLBACK_MAX_REQUEST)
@@ -391,7 +394,7 @@ class SmpFileClient:
                            "(MCUmgr parameters)")
         if resp.buf_size <= 4 + smphdr.Header.SIZE + 64:
             return fallback
-        return SmpParams(resp.buf_size, resp.buf_count, from_device=True)
+        return SmpParams(resp.buf_size, resp.buf_count)
 
     def _transact(self, request_type: type[Request], fields: dict[str, Any], operation: str,
                   remote: str, timeout: float | None, attempts: int | None = None) -> _Reply:
@@ -411,10 +414,7 @@ class SmpFileClient:
         for attempt in range(1, attempts + 1):
             if resend:
                 request = request_type(sequence=self._next_seq(), **fields)
-                lines = list(smppacket.encode(bytes(request), line_length=_ENCODE_LINE_LENGTH))
-                sent = (f"{len(bytes(request))}-byte request seq {request.header.sequence} in "
-                        f"{len(lines)} line(s)")
-                self._send_lines(lines)
+                sent = self._send(request)
                 sendings.append(request.header)
             reply = self._await(sendings, wait, stats)
             if reply is None:
@@ -447,10 +447,9 @@ class SmpFileClient:
         back first, so the request or its answer was lost: send it again. (None, False): the
         device said nothing: do not pile up copies. Even a device without echo answers it
         with an error, which orders just as well."""
-        self.port.write(b"\n")  # end any partial line, but keep queued frames (no drain)
-        time.sleep(FLUSH_SETTLE)
+        self._flush(drain=False)  # end any partial line, but keep queued frames
         echo = EchoWriteRequest(sequence=self._next_seq(), d="hilprov")
-        self._send_lines(list(smppacket.encode(bytes(echo), line_length=_ENCODE_LINE_LENGTH)))
+        self._send(echo)
         reply = self._await([*sendings, echo.header], wait, stats)
         if reply is None:
             return None, False
@@ -459,6 +458,13 @@ class SmpFileClient:
             return None, True
         log.info("SMP: the device answered late (after %g s); not sending again", wait)
         return reply, False
+
+    def _send(self, request: Request) -> str:
+        """Frame and send `request`; returns what was sent, for messages."""
+        packet = bytes(request)
+        lines = list(smppacket.encode(packet, line_length=_ENCODE_LINE_LENGTH))
+        self._send_lines(lines)
+        return f"{len(packet)}-byte request seq {request.header.sequence} in {len(lines)} line(s)"
 
     def _send_lines(self, lines: list[bytes]) -> None:
         """Send a request's lines with at most two in the device's hands: it has two receive
@@ -476,9 +482,6 @@ class SmpFileClient:
             self.port.write_smp_line(line)
             arrived = max(started, arrived) + wire_time(len(line), self.port.baudrate)
             decoded.append(max(arrived, decoded[-1]) + self.line_delay)
-            self.lines_sent += 1
-            self.bytes_sent += len(line)
-        self.requests_sent += 1
 
     def _await(self, sent: list[smphdr.Header], timeout: float,
                stats: dict[str, int]) -> _Reply | None:
@@ -573,19 +576,12 @@ class SmpFileClient:
         """A retried last chunk answered "not found": its first sending arrived (the reply was
         lost) and completed the file, so the device closed the upload. A file it cannot stat
         (/factory/provision.cbor) then looks missing; other files answer an offset mismatch."""
-        return (reply.attempt > 1 and end >= total
-                and self._error_codes(reply) in ((_FS_GROUP, FS_MGMT_ERR.FILE_NOT_FOUND),
-                                                 (None, MGMT_ERR.ENOENT)))
+        return reply.attempt > 1 and end >= total and self._error_codes(reply) in _NOT_FOUND
 
     def _offset_mismatch(self, reply: _Reply) -> int | None:
         """The offset the device expects, if this is Zephyr's offset-mismatch reply."""
-        codes = self._error_codes(reply)
         length = reply.body.get("len")
-        if not isinstance(length, int):
-            return None
-        if codes == (_FS_GROUP, FS_MGMT_ERR.FILE_OFFSET_NOT_VALID):
-            return length
-        if codes == (None, MGMT_ERR.EUNKNOWN):  # v1 servers: rc 1 + len
+        if isinstance(length, int) and self._error_codes(reply) in _OFFSET_MISMATCH:
             return length
         return None
 
