@@ -204,7 +204,8 @@ class CoioteClient:
                         security_mode: SecurityMode | str, psk_identity: bytes | None,
                         psk: bytes | None) -> RegistrationResult:
         """Create the device like the seed does; a 409 with identical settings is success."""
-        mode = API_MODES.get(_mode_string(security_mode), _mode_string(security_mode))
+        mode = _mode_string(security_mode)
+        mode = API_MODES.get(mode, mode)
         _check_endpoint_name(endpoint_name)
         if not isinstance(domain, str) or not domain.startswith("/") or not domain.endswith("/"):
             raise ConfigError(f"Coiote domain must start and end with '/', got {domain!r}")
@@ -241,7 +242,9 @@ class CoioteClient:
                      endpoint_name, domain, device_id)
             return RegistrationResult(endpoint_name, device_id, "created")
         if resp.status_code == 409:
-            return self._verify_existing(resp, endpoint_name, domain, mode, identity, psk, action)
+            sent_psk = psk if psk_hex is not None else None  # only PSK mode sends one
+            return self._verify_existing(resp, endpoint_name, domain, mode, identity, sent_psk,
+                                         action)
         raise self._error(resp, action, endpoint_name, secrets)
 
     def find_device(self, endpoint_name: str) -> dict | None:
@@ -260,7 +263,7 @@ class CoioteClient:
         data = _json(resp)
         if not isinstance(data, dict):
             raise CloudError(f"{action}: Coiote answered 200 without a JSON device object"
-                             f"{_body_hint(resp, ())}", status=200, endpoint=endpoint)
+                             f"{_body_hint(resp, (self._token,))}", status=200, endpoint=endpoint)
         return data
 
     def delete_device(self, device_id: str, *, endpoint: str | None = None) -> bool:
@@ -299,7 +302,8 @@ class CoioteClient:
         devices = data.get("devices") if isinstance(data, dict) else None
         if not isinstance(devices, list):
             raise CloudError(f"{action}: Coiote's answer has no 'devices' list"
-                             f"{_body_hint(resp, ())}", status=200, endpoint=endpoint_name)
+                             f"{_body_hint(resp, (self._token,))}", status=200,
+                             endpoint=endpoint_name)
         for device in devices:
             if isinstance(device, dict) and isinstance(device.get("id"), str):
                 return device["id"]
@@ -447,10 +451,7 @@ class CoioteClient:
         return None
 
     def _scrub(self, text: str, secrets: tuple[str, ...]) -> str:
-        for secret in (self._token, *secrets):
-            if secret:
-                text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
-        return text
+        return _redact(text, (self._token, *secrets))
 
 
 # -- small pure helpers ------------------------------------------------------------------------
@@ -495,11 +496,15 @@ def _body_hint(resp: requests.Response, secrets: tuple[str | None, ...]) -> str:
         return " (empty response body)"
     if _json(resp) is not None:
         return " (no error message)"
-    text = " ".join(resp.content[:200].decode("utf-8", "replace").split())
+    text = _redact(" ".join(resp.content[:200].decode("utf-8", "replace").split()), secrets)
+    return f" (response is not JSON: {text[:80]!r})"
+
+
+def _redact(text: str, secrets: tuple[str | None, ...]) -> str:
     for secret in secrets:
         if secret:
             text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
-    return f" (response is not JSON: {text[:80]!r})"
+    return text
 
 
 def _short(exc: BaseException) -> str:

@@ -390,3 +390,10 @@ def test_stand_alone_server(tmp_path):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.stdout.close()
+
+
+def test_a_repeat_in_cert_mode_compares_only_what_was_sent(server, client):
+    """A PSK passed in cert mode is not sent, so it must not make a 409 look different."""
+    assert client.register_device("ep-c", "/embedded/", "cert", b"id", b"k").status == "created"
+    again = client.register_device("ep-c", "/embedded/", "cert", b"id", b"k")
+    assert again.status == "already registered"
