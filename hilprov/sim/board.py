@@ -67,6 +67,8 @@ class Faults:
     """SMP request number -> seconds the device waits before handling it."""
     duplicate_responses: frozenset[int] = frozenset()
     """SMP responses (in sending order) the device sends twice, back to back."""
+    drop_responses: frozenset[int] = frozenset()
+    """SMP responses (in sending order) lost on the way to the host (the request was handled)."""
     reset_after_provision_bytes: int | None = None
     """Reboot once provision.cbor has received this many bytes (once; the attempt is lost)."""
     rx_buffer_drop: bool = False
@@ -591,7 +593,11 @@ class VirtualBoard:
             return
         self._counts["response"] += 1
         copies = 1
-        if self._counts["response"] in self.faults.duplicate_responses:
+        if self._counts["response"] in self.faults.drop_responses:
+            log.info("virtual board: losing SMP response %d (fault)", self._counts["response"])
+            self._transport.stats["responses lost (fault injection)"] += 1
+            copies = 0
+        elif self._counts["response"] in self.faults.duplicate_responses:
             log.info("virtual board: sending SMP response %d twice (fault)",
                      self._counts["response"])
             self._transport.stats["responses duplicated (fault injection)"] += 1

@@ -185,6 +185,19 @@ def test_second_provisioning_attempt_in_one_boot_is_refused(rig):
         r.client.upload(b"\x81\xa0", "/factory/provision.cbor")
 
 
+def test_a_lost_answer_to_the_last_provisioning_write_is_not_a_failure(rig):
+    # Responses: 1 parameters, 2-4 the three writes. The answer to the last write is lost:
+    # the echo probe comes back, the write is sent again, and the device, which closed the
+    # upload after the first copy, cannot stat provision.cbor ("not found"). The client takes
+    # that as done; the device's result confirms the blob arrived whole, once.
+    r = rig(Faults(drop_responses=frozenset({4}), eof_idle=1.0), timeout=0.3)
+    blob = b"\x81" + os.urandom(1199)
+    r.client.upload(blob, "/factory/provision.cbor")
+    assert r.board.stats["responses lost (fault injection)"] == 1
+    assert r.client.download("/factory/result.txt", timeout=5) == b"0"
+    assert r.model.blobs == [blob]
+
+
 def test_lost_line_is_recovered_by_a_retry(rig):
     r = rig(Faults(drop_lines=frozenset({3})), timeout=0.4)  # 1: params, 2..: first upload
     data = os.urandom(2000)
