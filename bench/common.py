@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from hilprov.certs import generate_self_signed
-from hilprov.flow import FlowOptions, Timeouts
-from hilprov.station import sim_images
+from hilprov.core.certs import generate_self_signed
+from hilprov.station.flow import FlowOptions, Timeouts
+from hilprov.station.runner import sim_images
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"

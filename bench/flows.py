@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from bench.common import BAUD, Target, cert_flow_options, median
-from hilprov.coiote import CoioteClient
-from hilprov.flow import STEPS, FlowResult, ProvisioningFlow
+from hilprov.cloud.coiote import CoioteClient
 from hilprov.sim.cloud import coiote_registrar
 from hilprov.sim.coiote_server import CoioteServer
-from hilprov.station import SIM_IMEI_BASE, SimBoard, close_all, run_flows
+from hilprov.station.flow import STEPS, FlowResult, ProvisioningFlow
+from hilprov.station.runner import SIM_IMEI_BASE, SimBoard, close_all, run_flows
 
 SCALES = (1, 2, 4, 8)
 TARGET_RATIO = 1.25

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.common import CERT_CFG, CERT_INFO, DOMAIN, PSK_CFG, Target, median, server_cert, timed
-from hilprov.certs import generate_self_signed, load_cert_info
-from hilprov.coiote import CoioteClient
+from hilprov.cloud.coiote import CoioteClient
+from hilprov.core.certs import generate_self_signed, load_cert_info
 from hilprov.provisioning import FactoryProvisioning
 from hilprov.sim.coiote_server import CoioteServer
 

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make the package importa
 
 from bench import flows, host, transfer  # noqa: E402
 from bench.common import BAUD, REPO, Target  # noqa: E402
-from hilprov.files import write_atomic  # noqa: E402
+from hilprov.core.files import write_atomic  # noqa: E402
 
 RESULTS = REPO / "bench" / "results.json"
 

@@ -38,13 +38,13 @@ if __package__ in (None, ""):  # `python bench/soak.py`: make the package import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BAUD, cert_flow_options  # noqa: E402
-from hilprov.coiote import CoioteClient  # noqa: E402
-from hilprov.flow import ProvisioningFlow, Timeouts  # noqa: E402
-from hilprov.records import RecordStore, RecordWriter  # noqa: E402
+from hilprov.cloud.coiote import CoioteClient  # noqa: E402
 from hilprov.sim.board import Faults  # noqa: E402
 from hilprov.sim.cloud import coiote_registrar  # noqa: E402
 from hilprov.sim.coiote_server import CoioteServer  # noqa: E402
-from hilprov.station import SIM_IMEI_BASE, SimBoard  # noqa: E402
+from hilprov.station.flow import ProvisioningFlow, Timeouts  # noqa: E402
+from hilprov.station.records import RecordStore, RecordWriter  # noqa: E402
+from hilprov.station.runner import SIM_IMEI_BASE, SimBoard  # noqa: E402
 
 TIMEOUTS = Timeouts(ready=10, prompt=2, smp=1.0, result=15, restored=10, registered=10)
 FAULT_KINDS = ("drop", "corrupt", "stall", "reset", "coiote503")

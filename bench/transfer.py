@@ -21,10 +21,10 @@ import cbor2
 from bench.common import BAUD, CERT_CFG, CERT_INFO, Target, median, server_cert, timed
 from hilprov.board.serial import SerialPort
 from hilprov.board.smp import FILE_DATA_LIMITS, LINE_LENGTH, SmpFileClient
-from hilprov.flow import ENDPOINT_FILE, PROMPT, PROVISION_FILE, READY, RESULT_FILE
 from hilprov.provisioning import FactoryProvisioning
 from hilprov.sim.images import INITIAL_IMAGE
 from hilprov.sim.runner import SimProcess, spawn_sim
+from hilprov.station.flow import ENDPOINT_FILE, PROMPT, PROVISION_FILE, READY, RESULT_FILE
 
 SIZES = (512, 4096, 16384)
 LINE_CHARS = LINE_LENGTH - 3  # base64 characters per SMP line: minus the 2-byte marker and LF

@@ -1,5 +1,6 @@
 """hilprov: factory provisioning for Nordic nRF boards running Zephyr + Anjay LwM2M."""
 
+from hilprov.core.lwm2m import OID, RID, Objlink, SecurityMode
 from hilprov.errors import (
     AlreadyProvisionedError,
     BoardError,
@@ -12,7 +13,6 @@ from hilprov.errors import (
     TransferError,
     ValidationError,
 )
-from hilprov.lwm2m import OID, RID, Objlink, SecurityMode
 
 __version__ = "0.1.0"
 

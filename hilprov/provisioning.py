@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from hilprov import certs, coiote, profile, senml
-from hilprov.config import EndpointConfig, load_config
+from hilprov.cloud import coiote
+from hilprov.core import certs, profile, senml
+from hilprov.core.config import EndpointConfig, load_config
+from hilprov.core.files import write_atomic
+from hilprov.core.lwm2m import OID, RID, SecurityMode
 from hilprov.errors import ConfigError, ValidationError
-from hilprov.files import write_atomic
-from hilprov.lwm2m import OID, RID, SecurityMode
 
 log = logging.getLogger("hilprov")
 

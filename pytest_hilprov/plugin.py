@@ -1,5 +1,5 @@
 """pytest plugin for hilprov: options, fixtures, markers and report hooks; the logic is in
-`hilprov.hil`, `hilprov.flow` and `hilprov.records`.
+`pytest_hilprov.support`, `hilprov.station.flow` and `hilprov.station.records`.
 
 Options live in one group, "hilprov", each also settable in ini and by an environment variable.
 Only `--board` has no prefix; everything else is `--hil-*` or `--coiote-*`, so this plugin can sit
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hilprov import hil
 from hilprov.errors import HilprovError
-from hilprov.records import RecordStore, RecordWriter
+from hilprov.station.records import RecordStore, RecordWriter
+from pytest_hilprov import support as hil
 
 SETTINGS_KEY = pytest.StashKey[hil.HilSettings]()
 PORT_KEY = pytest.StashKey[object]()

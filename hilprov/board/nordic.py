@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from hilprov.board.hexfile import HexImage, read_intel_hex
+from hilprov.core.hexfile import HexImage, read_intel_hex
 from hilprov.errors import BoardError, ConfigError, JLinkMissingError
 
 log = logging.getLogger(__name__)

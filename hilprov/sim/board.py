@@ -34,9 +34,9 @@ from typing import Any
 
 import cbor2
 
+from hilprov.core.files import write_atomic
+from hilprov.core.lwm2m import Objlink
 from hilprov.errors import BoardError, ConfigError
-from hilprov.files import write_atomic
-from hilprov.lwm2m import Objlink
 from hilprov.sim.factory_fs import FactoryFs, MountTable, RamFs
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE, identify
 from hilprov.sim.pty import PtyLink

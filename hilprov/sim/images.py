@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hilprov.board.hexfile import read_intel_hex
+from hilprov.core.hexfile import read_intel_hex
 from hilprov.errors import BoardError
 
 IMAGE_DIR = Path(__file__).with_name("images")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hilprov.certs import generate_self_signed
+from hilprov.core.certs import generate_self_signed
 from tests import CONFIGS
 
 pytestmark = [pytest.mark.hil, pytest.mark.destructive]

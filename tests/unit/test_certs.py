@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from hilprov import certs
-from hilprov.certs import (
+from hilprov.core import certs
+from hilprov.core.certs import (
     DEFAULT_VALIDITY_SECONDS,
     CertificateError,
     certificate_fingerprint,

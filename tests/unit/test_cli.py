@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from hilprov import errors
-from hilprov.certs import generate_self_signed
-from hilprov.cli import guarded, main, ptool_main
+from hilprov.cli.main import guarded, main, ptool_main
+from hilprov.core.certs import generate_self_signed
 from hilprov.sim.coiote_server import CoioteServer
 from tests import CONFIGS
 from tests.unit.test_senml import EXAMPLE_A

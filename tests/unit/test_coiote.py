@@ -14,7 +14,7 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from hilprov.coiote import (
+from hilprov.cloud.coiote import (
     CoioteClient,
     RegistrationResult,
     ServerInfo,
@@ -22,8 +22,8 @@ from hilprov.coiote import (
     parse_server_info,
     resolve_token,
 )
+from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import CloudError, ConfigError
-from hilprov.lwm2m import SecurityMode
 
 BASE = "https://coiote.test:8087"
 API = BASE + "/api/coiotedm/v3"
@@ -315,7 +315,8 @@ def test_503_then_success_logs_each_retry_without_secrets(rsps, make_client, fak
         result = make_client().register_device(EP, "/embedded/", "psk", b"ep-1", PSK)
     assert result.status == "created" and len(rsps.calls) == 3
     assert fake_time.sleeps == [0.5, 1.0]
-    retries = [r for r in caplog.records if r.name == "hilprov.coiote" and "retry" in r.message]
+    retries = [r for r in caplog.records
+               if r.name == "hilprov.cloud.coiote" and "retry" in r.message]
     assert len(retries) == 2 and "503" in retries[0].message
     assert_no_secrets(caplog.text)
 

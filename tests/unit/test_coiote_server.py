@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from hilprov.coiote import API_PREFIX, CoioteClient, parse_server_info
+from hilprov.cloud.coiote import API_PREFIX, CoioteClient, parse_server_info
 from hilprov.errors import CloudError
 from hilprov.sim.coiote_server import CoioteServer
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hilprov.config import ConfigSyntaxError, load_config, parse_config
+from hilprov.core.config import ConfigSyntaxError, load_config, parse_config
+from hilprov.core.lwm2m import Objlink
 from hilprov.errors import ConfigError
-from hilprov.lwm2m import Objlink
 from tests import CONFIGS
 from tests.unit.spec_names import SPEC_OIDS, SPEC_RIDS
 

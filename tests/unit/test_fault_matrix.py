@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hilprov import records
-from hilprov.certs import generate_self_signed
-from hilprov.coiote import CoioteClient
+from hilprov.cloud.coiote import CoioteClient
+from hilprov.core.certs import generate_self_signed
 from hilprov.errors import RecordsError
-from hilprov.flow import FlowOptions, FlowResult, ProvisioningFlow, Timeouts
-from hilprov.records import RecordStore, RecordWriter
 from hilprov.sim.board import Faults
 from hilprov.sim.cloud import coiote_registrar
 from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-from hilprov.station import SimBoard
+from hilprov.station import records
+from hilprov.station.flow import FlowOptions, FlowResult, ProvisioningFlow, Timeouts
+from hilprov.station.records import RecordStore, RecordWriter
+from hilprov.station.runner import SimBoard
 from tests import CONFIGS
 
 ENDPOINT = "anjay-zephyr-demo-351234567890123"

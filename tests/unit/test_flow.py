@@ -5,13 +5,13 @@ import time
 import pytest
 
 from hilprov.board.base import NordicProbeBoard, PortBoard
-from hilprov.certs import generate_self_signed
+from hilprov.core.certs import generate_self_signed
 from hilprov.errors import JLinkMissingError
-from hilprov.flow import STEPS, FlowOptions, ProvisioningFlow, Timeouts
-from hilprov.records import RecordStore, RecordWriter
 from hilprov.sim.board import Faults
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-from hilprov.station import SimBoard
+from hilprov.station.flow import STEPS, FlowOptions, ProvisioningFlow, Timeouts
+from hilprov.station.records import RecordStore, RecordWriter
+from hilprov.station.runner import SimBoard
 from tests import CONFIGS
 
 ENDPOINT = "anjay-zephyr-demo-351234567890123"

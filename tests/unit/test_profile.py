@@ -2,9 +2,9 @@
 
 import pytest
 
-from hilprov.config import load_config, parse_config
-from hilprov.lwm2m import Objlink
-from hilprov.profile import errors, validate
+from hilprov.core.config import load_config, parse_config
+from hilprov.core.lwm2m import Objlink
+from hilprov.core.profile import errors, validate
 from tests import CONFIGS
 
 DROP = object()

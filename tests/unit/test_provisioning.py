@@ -7,10 +7,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from hilprov.certs import generate_self_signed
+from hilprov.core.certs import generate_self_signed
+from hilprov.core.senml import decode
 from hilprov.errors import CertificateError, ConfigError, ValidationError
 from hilprov.provisioning import FactoryProvisioning
-from hilprov.senml import decode
 from hilprov.sim.coiote_server import CoioteServer
 from tests import CONFIGS
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from hilprov.errors import RecordsError
-from hilprov.flow import FlowResult, StepRecord
-from hilprov.records import RecordStore, RecordWriter, export, parse_since
+from hilprov.station.flow import FlowResult, StepRecord
+from hilprov.station.records import RecordStore, RecordWriter, export, parse_since
 
 
 def result(board="sim", outcome="in progress", **kwargs) -> FlowResult:
@@ -67,11 +67,11 @@ def test_a_crash_leaves_a_truthful_in_progress_row(tmp_path):
     db = tmp_path / "r.sqlite"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from hilprov.flow import FlowOptions, ProvisioningFlow, Timeouts
-        from hilprov.records import RecordStore, RecordWriter
+        from hilprov.station.flow import FlowOptions, ProvisioningFlow, Timeouts
+        from hilprov.station.records import RecordStore, RecordWriter
         from hilprov.sim.board import Faults
         from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-        from hilprov.station import SimBoard
+        from hilprov.station.runner import SimBoard
         from tests import CONFIGS
         board = SimBoard("sim", faults=Faults(never_register=True))
         options = FlowOptions(endpoint_cfg=CONFIGS / "endpoint_cfg", initial_hex=INITIAL_IMAGE,

@@ -31,19 +31,19 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hilprov import hil
-from hilprov.certs import generate_self_signed
-from hilprov.cli import main, ptool_main
-from hilprov.coiote import CoioteClient
-from hilprov.config import load_config, parse_config
+from hilprov.cli.main import main, ptool_main
+from hilprov.cloud.coiote import CoioteClient
+from hilprov.core.certs import generate_self_signed
+from hilprov.core.config import load_config, parse_config
+from hilprov.core.senml import decode
 from hilprov.errors import HilprovError
-from hilprov.flow import FlowOptions, ProvisioningFlow, Timeouts
 from hilprov.provisioning import FactoryProvisioning
-from hilprov.records import RecordStore, RecordWriter
-from hilprov.senml import decode
 from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-from hilprov.station import SimBoard
+from hilprov.station.flow import FlowOptions, ProvisioningFlow, Timeouts
+from hilprov.station.records import RecordStore, RecordWriter
+from hilprov.station.runner import SimBoard
+from pytest_hilprov import support as hil
 from tests import CONFIGS
 
 PSK_KEY = b"AUDIT-PSK-KEY-7f3a9c"
@@ -225,7 +225,7 @@ class LogCapture(logging.Handler):
 @contextlib.contextmanager
 def logging_state_kept():
     """The CLI reconfigures the `hilprov` loggers; put them back for the tests that follow."""
-    names = ["", "hilprov", "hilprov.serial", "hilprov.sim", "hilprov.coiote", "pynrfjprog"]
+    names = ["", "hilprov", "hilprov.serial", "hilprov.sim", "hilprov.cloud.coiote", "pynrfjprog"]
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers),
                  logging.getLogger(n).propagate) for n in names}
     try:

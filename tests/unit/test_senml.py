@@ -3,8 +3,8 @@
 import cbor2
 import pytest
 
-from hilprov.config import load_config, parse_config
-from hilprov.senml import (
+from hilprov.core.config import load_config, parse_config
+from hilprov.core.senml import (
     BOOL,
     OBJLNK,
     OPAQUE,

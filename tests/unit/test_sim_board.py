@@ -571,8 +571,8 @@ def test_board_in_a_subprocess_is_driven_through_its_control_socket(tmp_path):
 
 def test_real_anjay_model_provisions_and_registers(tmp_path, boards, ports):
     anjay = pytest.importorskip("hilprov.sim.anjay")
-    from hilprov import senml
-    from hilprov.config import load_config
+    from hilprov.core import senml
+    from hilprov.core.config import load_config
 
     config = Path(__file__).parents[2] / "configs" / "endpoint_cfg_nosec"
     blob = senml.encode_config(load_config(config))

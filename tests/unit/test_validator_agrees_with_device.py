@@ -1,4 +1,4 @@
-"""Two independent implementations must agree: the host validator (hilprov.profile) and the
+"""Two independent implementations must agree: the host validator (hilprov.core.profile) and the
 virtual board's model of Anjay 3.11 (hilprov.sim.anjay) give the same verdict on every config.
 
 A config the host accepts must be one the device accepts, and a config the host refuses must be
@@ -9,9 +9,9 @@ is flashed with a blob it rejects.
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hilprov.config import parse_config
-from hilprov.profile import errors, validate
-from hilprov.senml import encode_config
+from hilprov.core.config import parse_config
+from hilprov.core.profile import errors, validate
+from hilprov.core.senml import encode_config
 from hilprov.sim.anjay import factory_provision
 from tests.unit.test_profile import RULES, SEC, SRV
 

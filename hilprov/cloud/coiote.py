@@ -34,11 +34,11 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
+from hilprov.core.files import read_json
+from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import CloudError, ConfigError
-from hilprov.files import read_json
-from hilprov.lwm2m import SecurityMode
 
-log = logging.getLogger("hilprov.coiote")
+log = logging.getLogger("hilprov.cloud.coiote")
 
 DEFAULT_URL = "https://eu.iot.avsystem.cloud"
 DEFAULT_PORT = 8087  # the seed's "REST API port"

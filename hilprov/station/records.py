@@ -22,9 +22,9 @@ from pathlib import Path
 
 from hilprov import __version__
 from hilprov.errors import RecordsError
-from hilprov.flow import FlowObserver, FlowResult, StepRecord
+from hilprov.station.flow import FlowObserver, FlowResult, StepRecord
 
-log = logging.getLogger("hilprov.records")
+log = logging.getLogger("hilprov.station.records")
 
 DEFAULT_PATH = Path("hilprov-records.sqlite")
 

@@ -13,7 +13,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from hilprov import __version__, coiote, profile
+from hilprov import __version__
+from hilprov.cloud import coiote
+from hilprov.core import profile
 from hilprov.errors import EXIT_CODES, HilprovError, ValidationError
 
 log = logging.getLogger("hilprov")
@@ -94,7 +96,8 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true", help="debug output")
 
 
-_CONFIGURED_LOGGERS = ("hilprov", "hilprov.serial", "hilprov.sim", "hilprov.coiote", "pynrfjprog")
+_CONFIGURED_LOGGERS = ("hilprov", "hilprov.serial", "hilprov.sim", "hilprov.cloud.coiote",
+                       "pynrfjprog")
 
 
 @contextlib.contextmanager
@@ -128,7 +131,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     # The serial console mirror, the virtual board and the HTTP client narrate every detail:
     # shown with -v; the step lines already say what happened.
     chatty = logging.DEBUG if level == logging.DEBUG else logging.WARNING
-    for name in ("hilprov.serial", "hilprov.sim", "hilprov.coiote"):
+    for name in ("hilprov.serial", "hilprov.sim", "hilprov.cloud.coiote"):
         logging.getLogger(name).setLevel(chatty)
     logging.getLogger("pynrfjprog").setLevel(logging.CRITICAL)  # we report its errors ourselves
 
@@ -172,9 +175,9 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
     from datetime import datetime
     from pathlib import Path
 
-    from hilprov import station
-    from hilprov.flow import FlowOptions
-    from hilprov.records import RecordStore, RecordWriter
+    from hilprov.station import runner as station
+    from hilprov.station.flow import FlowOptions
+    from hilprov.station.records import RecordStore, RecordWriter
 
     token = coiote.resolve_token(args.token, args.token_file)
     options = FlowOptions(
@@ -194,7 +197,7 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
         if any_sim and args.server is None:
             # No -s with a virtual board: onboard in a local Coiote-compatible server, and let
             # virtual boards register only if it knows them (spec §7 semantics).
-            from hilprov.hil import local_coiote
+            from pytest_hilprov.support import local_coiote
 
             cloud = stack.enter_context(local_coiote())
             log.info("no -s given: onboarding in a local Coiote-compatible server at %s",
@@ -222,7 +225,7 @@ def cmd_provision_boards(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hilprov.config import load_config
+    from hilprov.core.config import load_config
     from hilprov.provisioning import with_credentials
 
     config = load_config(args.config)
@@ -241,7 +244,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hilprov import senml
+    from hilprov.core import senml
     from hilprov.errors import ConfigError
 
     try:
@@ -266,7 +269,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def _show(record, show_secrets: bool):
     """A printable value; PSK keys and private keys (/0/x/5) are masked unless asked."""
-    from hilprov.lwm2m import is_secret
+    from hilprov.core.lwm2m import is_secret
 
     value = record.value
     if isinstance(value, bytes):
@@ -285,8 +288,8 @@ def cmd_fs(args: argparse.Namespace) -> int:
 
     from hilprov.board.serial import SerialPort
     from hilprov.board.smp import SmpFileClient
+    from hilprov.core.files import write_atomic
     from hilprov.errors import ConfigError
-    from hilprov.files import write_atomic
 
     progress = _TransferBar() if sys.stderr.isatty() and not args.quiet else None
     if args.action == "upload":
@@ -325,7 +328,7 @@ class _TransferBar:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from hilprov.records import RecordStore, export, parse_since
+    from hilprov.station.records import RecordStore, export, parse_since
 
     since = parse_since(args.since) if args.since else None
     rows = RecordStore(args.records).query(since=since, endpoint=args.endpoint,
@@ -335,7 +338,7 @@ def cmd_records(args: argparse.Namespace) -> int:
         if args.output:
             from pathlib import Path
 
-            from hilprov.files import write_atomic
+            from hilprov.core.files import write_atomic
 
             write_atomic(Path(args.output), text.encode(), mode=0o644)
         else:

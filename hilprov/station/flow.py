@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hilprov import certs
 from hilprov.board import smp  # imported here, not in a step, so step timings show no imports
 from hilprov.board.base import Board, image_sha256
 from hilprov.board.serial import SerialPort
+from hilprov.core import certs
+from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import (
     AlreadyProvisionedError,
     BoardError,
@@ -32,10 +33,9 @@ from hilprov.errors import (
     NotRegisteredError,
     TransferError,
 )
-from hilprov.lwm2m import SecurityMode
 from hilprov.provisioning import FactoryProvisioning
 
-log = logging.getLogger("hilprov.flow")
+log = logging.getLogger("hilprov.station.flow")
 
 STEPS = ("check-config", "flash-initial", "wait-ready", "read-endpoint", "build-blob", "upload",
          "read-result", "onboard", "flash-final", "wait-restored", "wait-registered")
@@ -345,7 +345,7 @@ class ProvisioningFlow:
             fp.generate_self_signed_cert(Path(opts.cert_dir) / self.result.endpoint)
         blob = fp.serialize()
         if opts.output is not None:
-            from hilprov.files import write_atomic
+            from hilprov.core.files import write_atomic
 
             write_atomic(Path(opts.output), blob)
         self.result.blob_size = len(blob)
@@ -383,7 +383,7 @@ class ProvisioningFlow:
 
     def _rejection_guess(self) -> str:
         """The host validator's best guess why the device said no."""
-        from hilprov import profile
+        from hilprov.core import profile
 
         problems = profile.validate(self.fp.build_config(), "anjay-zephyr")
         bad = profile.errors(problems)
@@ -394,7 +394,7 @@ class ProvisioningFlow:
                 "(a reset or a lost line) or the firmware differs from Anjay 3.11.")
 
     def onboard(self) -> str:
-        from hilprov.coiote import CoioteClient
+        from hilprov.cloud.coiote import CoioteClient
 
         opts, fp = self.options, self.fp
         client = opts.coiote_client

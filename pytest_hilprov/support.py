@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hilprov import coiote
 from hilprov.board.base import Board
+from hilprov.cloud import coiote
 from hilprov.errors import ConfigError
-from hilprov.flow import FlowObserver, FlowOptions, FlowResult, ProvisioningFlow
-from hilprov.station import SIM, make_boards, resolve_images
+from hilprov.station.flow import FlowObserver, FlowOptions, FlowResult, ProvisioningFlow
+from hilprov.station.runner import SIM, make_boards, resolve_images
 
 # name -> (environment variable, default). CLI beats environment beats ini beats default.
 SETTINGS: dict[str, tuple[str, object]] = {

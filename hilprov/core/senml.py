@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import cbor2
 
-from hilprov.config import EndpointConfig
+from hilprov.core.config import EndpointConfig
+from hilprov.core.lwm2m import Objlink, format_path, is_secret
 from hilprov.errors import ConfigError
-from hilprov.lwm2m import Objlink, format_path, is_secret
 
 BASE_TIME, BASE_NAME, NAME, VALUE, STRING, BOOL, TIME, OPAQUE = -3, -2, 0, 2, 3, 4, 6, 8
 OBJLNK = "vlo"

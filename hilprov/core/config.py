@@ -16,9 +16,9 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hilprov import lwm2m
+from hilprov.core import lwm2m
+from hilprov.core.lwm2m import Objlink, is_secret
 from hilprov.errors import ConfigError
-from hilprov.lwm2m import Objlink, is_secret
 
 Scalar = bool | int | float | str | bytes | Objlink
 Path4 = tuple[int, ...]

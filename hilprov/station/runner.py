@@ -18,9 +18,9 @@ from typing import TextIO
 
 from hilprov.board.base import Board, NordicProbeBoard, PortBoard
 from hilprov.errors import BoardError, ConfigError
-from hilprov.flow import FlowObserver, FlowOptions, FlowResult, ProvisioningFlow, StepRecord
+from hilprov.station.flow import FlowObserver, FlowOptions, FlowResult, ProvisioningFlow, StepRecord
 
-log = logging.getLogger("hilprov.station")
+log = logging.getLogger("hilprov.station.runner")
 
 SIM = "sim"
 SIM_IMEI_BASE = 351234567890123  # virtual board n gets IMEI base + n - 1: distinct endpoints

@@ -19,10 +19,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hilprov import lwm2m
-from hilprov.config import EndpointConfig, Location
-from hilprov.lwm2m import Objlink, format_path
-from hilprov.senml import label_for
+from hilprov.core import lwm2m
+from hilprov.core.config import EndpointConfig, Location
+from hilprov.core.lwm2m import Objlink, format_path
+from hilprov.core.senml import label_for
 
 PROFILES = ("anjay-zephyr", "lwm2m")
 DEFAULT_PROFILE = "anjay-zephyr"

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from hilprov.core.files import read_json
 from hilprov.errors import CertificateError
-from hilprov.files import read_json
 
 DEFAULT_CURVE = "secp256r1"
 DEFAULT_DIGEST = "sha256"

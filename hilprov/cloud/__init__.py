@@ -1,0 +1,1 @@
+"""The cloud side: the Coiote DM v3 REST client."""
