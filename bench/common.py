@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from hilprov.core.certs import generate_self_signed
-from hilprov.station.flow import FlowOptions, Timeouts
-from hilprov.station.runner import sim_images
+from hilprov.core.plan import Inputs
+from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
+from hilprov.station.cloud import CloudTarget
+from hilprov.station.flow import RunOptions, Timeouts
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -62,11 +64,14 @@ def server_cert(directory: Path) -> Path:
     return path
 
 
-def cert_flow_options(work: Path, *, coiote_client=None, timeouts: Timeouts | None = None
-                      ) -> FlowOptions:
+def cert_flow_options(work: Path, *, timeouts: Timeouts | None = None
+                      ) -> tuple[Inputs, RunOptions]:
     """The Certificate-mode flow of configs/endpoint_cfg_cert with a generated endpoint cert."""
-    initial, final = sim_images()
-    return FlowOptions(endpoint_cfg=CERT_CFG, cert_info=CERT_INFO, scert=server_cert(work),
-                       cert_dir=work / "cert", initial_hex=initial, final_hex=final,
-                       coiote_client=coiote_client, coiote_domain=DOMAIN,
-                       timeouts=timeouts or Timeouts())
+    inputs = Inputs(CERT_CFG, cert_info=CERT_INFO, server_cert=server_cert(work))
+    return inputs, RunOptions(initial_hex=INITIAL_IMAGE, final_hex=FINAL_IMAGE,
+                              cert_dir=work / "cert", timeouts=timeouts or Timeouts())
+
+
+def cloud_for(client, token: str) -> CloudTarget:
+    """Onboarding into the benchmark's local Coiote server."""
+    return CloudTarget(client, DOMAIN, token)

@@ -1,10 +1,10 @@
 """Section 4: the whole station flow on virtual boards at emulated 115200 baud.
 
-Boards run in this process (station.SimBoard) and are provisioned concurrently by
-station.run_flows, one thread per board: that is what `hilprov provision --board sim ...` does,
-and it is the harder case for scaling, since the host side and every simulated device share one
-interpreter lock. The process's CPU time is reported next to the wall time to show how close the
-run comes to being CPU-bound on this machine.
+Boards run in this process (hilprov.board.sim.SimBoard) and are provisioned concurrently by
+hilprov.station.runner.run_flows, one thread per board: that is what `hilprov provision --board
+sim ...` does, and it is the harder case for scaling, since the host side and every simulated
+device share one interpreter lock. The process's CPU time is reported next to the wall time to
+show how close the run comes to being CPU-bound on this machine.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import resource
 import time
 from pathlib import Path
 
-from bench.common import BAUD, Target, cert_flow_options, median
+from bench.common import BAUD, Target, cert_flow_options, cloud_for, median
+from hilprov.board.registry import SIM_IMEI_BASE, close_all
+from hilprov.board.sim import SimBoard
 from hilprov.cloud.coiote import CoioteClient
 from hilprov.sim.cloud import coiote_registrar
 from hilprov.sim.coiote_server import CoioteServer
-from hilprov.station.flow import STEPS, FlowResult, ProvisioningFlow
-from hilprov.station.runner import SIM_IMEI_BASE, SimBoard, close_all, run_flows
+from hilprov.station.flow import STEP_NAMES, FlowResult, ProvisioningFlow
+from hilprov.station.runner import run_flows
 
 SCALES = (1, 2, 4, 8)
 TARGET_RATIO = 1.25
@@ -53,16 +55,17 @@ def _check(results: list[FlowResult]) -> None:
 def whole_flow(work: Path, reps: int) -> tuple[list[dict], list[Target], list[str]]:
     rows: list[dict] = []
     with CoioteServer() as server, CoioteClient(server.url, server.token) as client:
-        options = cert_flow_options(work, coiote_client=client)
+        inputs, options = cert_flow_options(work)
+        cloud = cloud_for(client, server.token)
         first = 1
-        per_step: dict[str, list[float]] = {name: [] for name in STEPS}
+        per_step: dict[str, list[float]] = {name: [] for name in STEP_NAMES}
         totals = []
         for _ in range(reps):
             server.reset()
             [board] = make_boards(1, server, first)
             first += 1
             try:
-                result = ProvisioningFlow(board, options).run()
+                result = ProvisioningFlow(board, inputs, options, cloud=cloud).run()
             finally:
                 board.close()
             _check([result])
@@ -84,7 +87,7 @@ def whole_flow(work: Path, reps: int) -> tuple[list[dict], list[Target], list[st
                 first += count
                 try:
                     cpu0, start = cpu_seconds(), time.perf_counter()
-                    results = run_flows(boards, options)
+                    results = run_flows(boards, inputs, options, cloud=cloud)
                     walls.append(time.perf_counter() - start)
                     cpus.append(cpu_seconds() - cpu0)
                 finally:
@@ -106,7 +109,7 @@ def whole_flow(work: Path, reps: int) -> tuple[list[dict], list[Target], list[st
                            f"{os.cpu_count()} cores")]
     notes = [f"Certificate mode with onboarding on the local Coiote server; medians of {reps} "
              "runs; boards are in-process SimBoards (emulated 115200 baud) provisioned by "
-             "station.run_flows, one thread per board, all in one interpreter; board start-up "
+             "run_flows, one thread per board, all in one interpreter; board start-up "
              "is not timed. cpu_load = process CPU seconds (host + simulated devices) per wall "
              "second."]
     return rows, targets, notes

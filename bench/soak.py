@@ -37,14 +37,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/soak.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BAUD, cert_flow_options  # noqa: E402
+from bench.common import BAUD, cert_flow_options, cloud_for  # noqa: E402
+from hilprov.board.registry import SIM_IMEI_BASE  # noqa: E402
+from hilprov.board.sim import SimBoard  # noqa: E402
 from hilprov.cloud.coiote import CoioteClient  # noqa: E402
 from hilprov.sim.board import Faults  # noqa: E402
 from hilprov.sim.cloud import coiote_registrar  # noqa: E402
 from hilprov.sim.coiote_server import CoioteServer  # noqa: E402
 from hilprov.station.flow import ProvisioningFlow, Timeouts  # noqa: E402
 from hilprov.station.records import RecordStore, RecordWriter  # noqa: E402
-from hilprov.station.runner import SIM_IMEI_BASE, SimBoard  # noqa: E402
 
 TIMEOUTS = Timeouts(ready=10, prompt=2, smp=1.0, result=15, restored=10, registered=10)
 FAULT_KINDS = ("drop", "corrupt", "stall", "reset", "coiote503")
@@ -111,7 +112,8 @@ def provision_one(number: int, plan: Plan, options, server: CoioteServer,
                      faults=plan.board_faults())
     cloud_fault = (server.inject(503, times=plan.coiote_503, method="POST", path="/devices")
                    if plan.coiote_503 else None)
-    flow = ProvisioningFlow(board, options, observers=[records])
+    inputs, run_options, cloud = options
+    flow = ProvisioningFlow(board, inputs, run_options, cloud=cloud, observers=[records])
     box: dict = {}
 
     def run() -> None:
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
           CoioteClient(server.url, server.token, timeout=5.0, backoff_base=0.05) as client):
         store = RecordStore(Path(tmp) / "records.sqlite")
         records = RecordWriter(store, source="soak")  # one for the run, as a station has
-        options = cert_flow_options(Path(tmp), coiote_client=client, timeouts=TIMEOUTS)
+        options = (*cert_flow_options(Path(tmp), timeouts=TIMEOUTS),
+                   cloud_for(client, server.token))
         for number in range(1, args.n + 1):
             outcome = provision_one(number, draw(rng, args.fault_rate), options, server,
                                     records, baud=not args.no_baud, timeout=args.timeout)

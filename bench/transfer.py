@@ -20,17 +20,24 @@ import cbor2
 
 from bench.common import BAUD, CERT_CFG, CERT_INFO, Target, median, server_cert, timed
 from hilprov.board.serial import SerialPort
-from hilprov.board.smp import FILE_DATA_LIMITS, LINE_LENGTH, SmpFileClient
+from hilprov.board.smp import LINE_LENGTH, SmpFileClient
 from hilprov.provisioning import FactoryProvisioning
 from hilprov.sim.images import INITIAL_IMAGE
 from hilprov.sim.runner import SimProcess, spawn_sim
-from hilprov.station.flow import ENDPOINT_FILE, PROMPT, PROVISION_FILE, READY, RESULT_FILE
+from hilprov.station.app import (
+    ENDPOINT_FILE,
+    PROMPT,
+    PROVISION_FILE,
+    PROVISION_WRITE_LIMIT,
+    READY,
+    RESULT_FILE,
+)
 
 SIZES = (512, 4096, 16384)
 LINE_CHARS = LINE_LENGTH - 3  # base64 characters per SMP line: minus the 2-byte marker and LF
 FRAMING_CEILING = 0.75 * LINE_CHARS / LINE_LENGTH  # payload bytes per wire byte, no overhead
 SMP_HEADER = 8
-PROVISION_LIMIT = FILE_DATA_LIMITS[PROVISION_FILE]  # data bytes one provision.cbor write takes
+PROVISION_LIMIT = PROVISION_WRITE_LIMIT  # data bytes one provision.cbor write takes
 BITS_PER_BYTE = 10  # 8N1
 
 
@@ -316,7 +323,8 @@ def _hilprov_provisioning(sim: SimProcess, port: SerialPort, blob: bytes,
     port.expect_exact(PROMPT, 5.0)
     client = make_client(port)
     client.download(ENDPOINT_FILE)
-    seconds, wire, _ = metered(sim, lambda: client.upload(blob, PROVISION_FILE))
+    seconds, wire, _ = metered(sim, lambda: client.upload(blob, PROVISION_FILE,
+                                                          max_chunk=PROVISION_LIMIT))
     _check_result(client.download(RESULT_FILE, timeout=30.0))
     return seconds, wire
 

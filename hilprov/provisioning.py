@@ -14,16 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hilprov.cloud import coiote
-from hilprov.core import certs, profile, senml
+from hilprov.core import certs, plan, profile, senml
 from hilprov.core.config import EndpointConfig, load_config
 from hilprov.core.files import write_atomic
-from hilprov.core.lwm2m import OID, RID, SecurityMode
-from hilprov.errors import ConfigError, ValidationError
+from hilprov.core.lwm2m import RID, SecurityMode
+from hilprov.errors import ConfigError
 
 log = logging.getLogger("hilprov")
-
-CREDENTIAL_MODES = (SecurityMode.CERT, SecurityMode.EST)
-_PLACEHOLDER = b"\x00"  # stands in for credentials that are added later, during early validation
 
 
 class FactoryProvisioning:
@@ -54,10 +51,10 @@ class FactoryProvisioning:
 
     # -- the server account -------------------------------------------------------------------
     def server_account(self) -> tuple[int, dict]:
-        return server_account(self.config)
+        return plan.server_account(self.config)
 
     def security_mode(self) -> SecurityMode:
-        return security_mode(self.config)
+        return plan.security_mode(self.config)
 
     def get_sec_mode(self) -> str:
         """"psk", "cert", "nosec" or "est", as the seed returns."""
@@ -70,31 +67,14 @@ class FactoryProvisioning:
             return None
 
     def _where(self, path) -> str:
-        return _where(self.config, path)
+        return plan.where(self.config, path)
 
     # -- credentials ---------------------------------------------------------------------------
     def set_server_cert(self, cert) -> None:
         self.server_cert = certs.load_certificate(cert)
 
-    def load_credentials(self, scert, pcert, pkey, *, generating: bool) -> None:
-        """Certificate/EST mode: the server certificate (required, as in the seed) and the
-        endpoint certificate + key, unless a self-signed pair will be generated."""
-        mode = self.get_sec_mode()
-        if scert is None:
-            raise ConfigError(f"{mode} mode needs the server certificate: give -p FILE")
-        if not generating and (pcert is None or pkey is None):
-            raise ConfigError(f"{mode} mode needs the endpoint certificate and key: give -C "
-                              "cert_info.json, or -r CERT and -k KEY")
-        self.set_server_cert(scert)
-        if not generating:
-            self.set_endpoint_cert_and_key(pcert, pkey)
-
     def set_endpoint_cert_and_key(self, cert, key) -> None:
-        cert_der = certs.load_certificate(cert)
-        key_der = certs.load_private_key(key)
-        certs.check_key_matches_certificate(cert_der, key_der, cert_name=f"certificate {cert}",
-                                            key_name=f"private key {key}")
-        self.endpoint_cert, self.endpoint_key = cert_der, key_der
+        self.endpoint_cert, self.endpoint_key = plan.load_endpoint_pair(cert, key)
 
     def generate_self_signed_cert(self, directory: str | Path = "cert") -> dict[str, Path]:
         """Make a self-signed endpoint certificate (CN defaults to the endpoint name) and write
@@ -117,8 +97,8 @@ class FactoryProvisioning:
     def build_config(self, *, pending_credentials: bool = False) -> EndpointConfig:
         """The config as it goes to the device: in Certificate/EST mode, /0/x/4, /0/x/3 and
         /0/x/5 are set after the file's resources, in the seed's order."""
-        return with_credentials(self.config, self.server_cert, self.endpoint_cert,
-                                self.endpoint_key, pending=pending_credentials)
+        return plan.with_credentials(self.config, self.server_cert, self.endpoint_cert,
+                                     self.endpoint_key, pending=pending_credentials)
 
     def check(self, *, pending_credentials: bool = True) -> list[profile.Problem]:
         """Validate against the device profile; raise ValidationError listing every error.
@@ -128,11 +108,7 @@ class FactoryProvisioning:
         return self._validate(self.build_config(pending_credentials=pending_credentials))
 
     def _validate(self, config: EndpointConfig) -> list[profile.Problem]:
-        problems = profile.validate(config, self.profile)
-        bad = profile.errors(problems)
-        if bad:
-            raise ValidationError(bad, self.config.source)
-        self.warnings = [p for p in problems if not p.is_error]
+        self.warnings = plan.check(config, self.profile)
         return self.warnings
 
     def serialize(self) -> bytes:
@@ -184,66 +160,3 @@ class FactoryProvisioning:
         result = client.register_device(self.endpoint_name, domain, str(mode), identity, key)
         self.report(f'Device "{self.endpoint_name}" {result.status}')
         return result
-
-
-def server_account(config: EndpointConfig) -> tuple[int, dict]:
-    """(iid, resources) of the one non-bootstrap Security instance; ConfigError otherwise."""
-    accounts = [(iid, inst) for iid, inst in config.instances(OID.Security).items()
-                if inst.get(RID.Security.Bootstrap) is not True]
-    if not accounts:
-        raise ConfigError(f"{config.source}: no LwM2M server account: the config needs a "
-                          "Security (/0) instance with Bootstrap False")
-    if len(accounts) > 1:
-        where = ", ".join(f"/0/{iid}" for iid, _ in accounts)
-        raise ConfigError(f"{config.source}: ambiguous server account: {where} are all "
-                          "non-bootstrap Security instances; keep one (a Bootstrap-Server "
-                          "account may stay beside it)")
-    return accounts[0]
-
-
-def security_mode(config: EndpointConfig) -> SecurityMode:
-    """The server account's mode; an omitted /0/x/2 means PSK, as on the device (spec §4.2)."""
-    iid, inst = server_account(config)
-    raw = inst.get(RID.Security.Mode, SecurityMode.PSK)
-    try:
-        mode = SecurityMode(raw)
-    except ValueError:
-        mode = None
-    if mode is None or mode == SecurityMode.RPK or isinstance(raw, bool):
-        raise ConfigError(f"{_where(config, (0, iid, 2))}: unsupported Security Mode {raw!r}; "
-                          "expected 0 (PSK), 2 (Certificate), 3 (NoSec) or 4 (EST)")
-    return mode
-
-
-def with_credentials(config: EndpointConfig, server_cert: bytes | None,
-                     endpoint_cert: bytes | None, endpoint_key: bytes | None, *,
-                     pending: bool = False) -> EndpointConfig:
-    """A copy of `config` as it goes to the device. In Certificate/EST mode /0/x/4, /0/x/3 and
-    /0/x/5 are set after the file's resources, in the seed's order. With `pending`, missing
-    credentials get a placeholder (for validating before they exist)."""
-    config = config.copy()
-    try:
-        mode = security_mode(config)
-        iid, _ = server_account(config)
-    except ConfigError:
-        return config  # no single account: nothing to add; validation reports the rest
-    if mode not in CREDENTIAL_MODES:
-        return config
-    values = {RID.Security.ServerPKOrIdentity: server_cert,
-              RID.Security.PKOrIdentity: endpoint_cert,
-              RID.Security.SecretKey: endpoint_key}
-    missing = {RID.Security.ServerPKOrIdentity: "the server certificate (-p FILE)",
-               RID.Security.PKOrIdentity: "the endpoint certificate (-r FILE or -C JSON)",
-               RID.Security.SecretKey: "the endpoint private key (-k FILE or -C JSON)"}
-    for rid, value in values.items():
-        if value is None and pending:
-            value = _PLACEHOLDER
-        if value is None:
-            raise ConfigError(f"{mode.name.title()} mode needs {missing[rid]}")
-        config.set_resource(OID.Security, iid, rid, value)
-    return config
-
-
-def _where(config: EndpointConfig, path) -> str:
-    loc = config.location(path)
-    return str(loc) if loc else config.source

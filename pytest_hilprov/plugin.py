@@ -1,9 +1,10 @@
 """pytest plugin for hilprov: options, fixtures, markers and report hooks; the logic is in
-`pytest_hilprov.support`, `hilprov.station.flow` and `hilprov.station.records`.
+`pytest_hilprov.support`, `hilprov.station` and `hilprov.settings`.
 
-Options live in one group, "hilprov", each also settable in ini and by an environment variable.
-Only `--board` has no prefix; everything else is `--hil-*` or `--coiote-*`, so this plugin can sit
-next to pytest-embedded, twister-harness or pytest-repeat without option clashes.
+Options come from the one settings table (`hilprov.settings`) and live in one group, "hilprov",
+each also settable in ini and by an environment variable. Only `--board` has no prefix;
+everything else is `--hil-*` or `--coiote-*`, so this plugin can sit next to pytest-embedded,
+twister-harness or pytest-repeat without option clashes.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from hilprov import settings as table
 from hilprov.errors import HilprovError
+from hilprov.settings import Settings
 from hilprov.station.records import RecordStore, RecordWriter
-from pytest_hilprov import support as hil
+from pytest_hilprov import support
 
-SETTINGS_KEY = pytest.StashKey[hil.HilSettings]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
 PORT_KEY = pytest.StashKey[object]()
-ENDPOINT_KEY = pytest.StashKey[hil.Endpoint]()
+ENDPOINT_KEY = pytest.StashKey[support.Endpoint]()
 
 MARKERS = {
     "hil": "needs a board (real or virtual): skipped without --board, an error with "
@@ -32,75 +35,70 @@ MARKERS = {
     "destructive": "erases the device",
 }
 
-_OPTIONS = [
-    # (flag, dest, kwargs, help)
-    ("--board", "board", {"action": "append", "metavar": "SNR|sim"},
-     "J-Link serial number of the board under test, or 'sim' for a virtual board; repeat with "
-     "pytest-xdist to give each worker its own board [HILPROV_BOARD, ini hil_board]"),
-    ("--hil-port", "hil_port", {"metavar": "PORT"},
-     "serial port (pyserial URL); overrides the probe's VCOM; alone: a device that already runs "
-     "the initial image [HILPROV_PORT]"),
-    ("--hil-baudrate", "hil_baudrate", {"metavar": "B"}, "baud rate, default 115200"),
-    ("--hil-image-dir", "hil_image_dir", {"metavar": "DIR"},
-     "directory with initial.hex and final.hex (virtual boards have their own)"),
-    ("--hil-endpoint-cfg", "hil_endpoint_cfg", {"metavar": "FILE"},
-     "endpoint config to provision, default configs/endpoint_cfg"),
-    ("--hil-cert-info", "hil_cert_info", {"metavar": "JSON"},
-     "cert_info.json for Certificate-mode tests"),
-    ("--hil-server-cert", "hil_server_cert", {"metavar": "FILE"},
-     "LwM2M server certificate for Certificate-mode tests (virtual boards: generated)"),
-    ("--hil-profile", "hil_profile", {"metavar": "NAME"},
-     "device profile to validate against, default anjay-zephyr"),
-    ("--hil-logdir", "hil_logdir", {"metavar": "DIR"},
-     "serial logs, one file per test and board, default hilprov-logs"),
-    ("--hil-records", "hil_records", {"metavar": "PATH"},
-     "device records database, default hilprov-records.sqlite"),
-    ("--hil-require-board", "hil_require_board", {"action": "store_true", "default": None},
-     "fail (instead of skip) hil tests when no board is given"),
-    ("--hil-emulate-baud", "hil_emulate_baud", {"action": "store_true", "default": None},
-     "virtual boards: bytes take their wire time at the baud rate"),
-    ("--coiote-server", "coiote_server", {"metavar": "JSON"},
-     "Coiote server JSON (url, port, domain); the token only from $COIOTE_TOKEN"),
-]
+PYTEST_HELP = {
+    "board": "J-Link serial number of the board under test, or 'sim' for a virtual board; "
+             "repeat with pytest-xdist to give each worker its own board",
+    "port": "serial port (pyserial URL); overrides the probe's VCOM; alone: a device that "
+            "already runs the initial image",
+    "baudrate": "baud rate, default 115200",
+    "endpoint_cfg": "endpoint config to provision, default configs/endpoint_cfg",
+    "cert_info": "cert_info.json for Certificate-mode tests",
+    "server_cert": "LwM2M server certificate for Certificate-mode tests",
+    "profile": "device profile to validate against, default anjay-zephyr",
+    "log_dir": "serial logs, one file per test and board, default hilprov-logs",
+    "records": "device records database, default hilprov-records.sqlite",
+    "server": "Coiote server JSON (url, port, domain); the token only from $COIOTE_TOKEN",
+}
+
+
+def _dest(name: str) -> str:
+    return f"hilprov_{name}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hilprov", "hilprov: hardware-in-the-loop provisioning")
-    for flag, dest, kwargs, help_text in _OPTIONS:
-        group.addoption(flag, dest=dest, help=help_text, **kwargs)
-        ini_name = "hil_board" if dest == "board" else dest
-        ini_type = "linelist" if dest == "board" else (
-            "bool" if kwargs.get("action") == "store_true" else "string")
-        parser.addini(ini_name, help=help_text.split(" [")[0], type=ini_type,
-                      default=None if ini_type != "linelist" else [])
+    for name, spec in table.pytest_settings():
+        help_text = f"{PYTEST_HELP.get(name, spec.help)} [{spec.env}, ini {spec.ini}]"
+        kwargs: dict = {"dest": _dest(name), "help": help_text.replace("%", "%%")}
+        if spec.kind == "flag":
+            kwargs.update(action="store_true", default=None)
+        else:
+            kwargs["metavar"] = spec.metavar
+            if spec.kind == "list":
+                kwargs["action"] = "append"
+        group.addoption(spec.pytest, **kwargs)
+        ini_type = {"list": "linelist", "flag": "bool"}.get(spec.kind, "string")
+        parser.addini(spec.ini, help=PYTEST_HELP.get(name, spec.help).replace("%", "%%"),
+                      type=ini_type, default=[] if ini_type == "linelist" else None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    cli = {dest: config.getoption(dest) for _flag, dest, _kw, _help in _OPTIONS}
-    ini = {dest: config.getini("hil_board" if dest == "board" else dest)
-           for _flag, dest, _kw, _help in _OPTIONS}
+    specs = table.pytest_settings()
+    cli = {name: config.getoption(_dest(name)) for name, _spec in specs}
+    ini = {name: config.getini(spec.ini) for name, spec in specs}
     try:
-        settings = hil.resolve_settings(cli, ini)
+        settings = table.from_sources(cli, ini)
     except HilprovError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     workers = getattr(config.option, "numprocesses", None)
-    if isinstance(workers, int) and workers > 1 and settings.boards \
-            and workers > len(settings.boards):
-        raise pytest.UsageError(f"-n {workers} pytest-xdist workers but {len(settings.boards)} "
+    if isinstance(workers, int) and workers > 1 and settings.board \
+            and workers > len(settings.board):
+        raise pytest.UsageError(f"-n {workers} pytest-xdist workers but {len(settings.board)} "
                                 "--board value(s): give one --board per worker")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     settings = config.stash[SETTINGS_KEY]
-    boards = ", ".join(settings.boards) or (settings.port or "none")
+    boards = ", ".join(settings.board) or (settings.port or "none")
     return f"hilprov: board(s) {boards}, profile {settings.profile}"
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     settings = item.config.stash[SETTINGS_KEY]
+
     def marked(name: str) -> bool:
         return item.get_closest_marker(name) is not None
 
@@ -114,8 +112,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("needs a real board (this run uses virtual boards)")
     if marked("hil_sim") and settings.has_board and not settings.all_sim:
         pytest.skip("virtual board only")
-    if marked("cloud") and settings.coiote_server is None \
-            and not settings.all_sim:
+    if marked("cloud") and settings.server is None and not settings.all_sim:
         pytest.skip("needs Coiote: give --coiote-server JSON and $COIOTE_TOKEN")
 
 
@@ -133,9 +130,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def _record_properties(item: pytest.Item, endpoint: hil.Endpoint) -> None:
+def _record_properties(item: pytest.Item, endpoint: support.Endpoint) -> None:
     result = endpoint.result
-    props = {"board": result.board, "endpoint": endpoint.name, "result": result.outcome,
+    props = {"board": result.board, "endpoint": endpoint.name, "result": str(result.outcome),
              "security_mode": endpoint.security_mode,
              "durations": json.dumps(endpoint.step_seconds)}
     existing = {k for k, _v in item.user_properties}
@@ -146,7 +143,7 @@ def _record_properties(item: pytest.Item, endpoint: hil.Endpoint) -> None:
 
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def hil_settings(pytestconfig: pytest.Config) -> hil.HilSettings:
+def hil_settings(pytestconfig: pytest.Config) -> Settings:
     """The merged hilprov options (CLI, then environment, then ini, then defaults)."""
     return pytestconfig.stash[SETTINGS_KEY]
 
@@ -160,47 +157,45 @@ def _xdist_worker(config: pytest.Config) -> tuple[str | None, int]:
 
 
 @pytest.fixture(scope="session")
-def hil_run_dir(pytestconfig: pytest.Config, hil_settings: hil.HilSettings) -> Path:
+def hil_run_dir(pytestconfig: pytest.Config, hil_settings: Settings) -> Path:
     """This session's log directory (one per xdist worker)."""
     worker = _xdist_worker(pytestconfig)[0] or "main"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = hil_settings.logdir / f"{stamp}-{os.getpid()}-{worker}"
+    path = Path(hil_settings.log_dir) / f"{stamp}-{os.getpid()}-{worker}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 @pytest.fixture(scope="session")
-def hil_records(hil_settings: hil.HilSettings) -> RecordWriter:
+def hil_records(hil_settings: Settings) -> RecordWriter:
     """Writes one row per provisioning attempt to the records database (never a secret)."""
     return RecordWriter(RecordStore(hil_settings.records), source="pytest")
 
 
 @pytest.fixture(scope="session")
-def coiote(hil_settings: hil.HilSettings):
+def coiote(hil_settings: Settings):
     """A Coiote client: the real one with --coiote-server and $COIOTE_TOKEN, else a local
     Coiote-compatible server. `find_device(ep)` / `delete_device(ep)` help tests clean up."""
     try:
-        with hil.coiote_access(hil_settings) as access:
+        with support.coiote_access(hil_settings) as access:
             yield access
     except HilprovError as exc:
         pytest.fail(f"coiote: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def board(pytestconfig: pytest.Config, hil_settings: hil.HilSettings, coiote,
-          hil_run_dir: Path):
+def board(pytestconfig: pytest.Config, hil_settings: Settings, coiote, hil_run_dir: Path):
     """The board under test for this session (this xdist worker's): real or virtual;
     `board.flashed` is the image this session last put on it."""
     if not hil_settings.has_board:
         pytest.skip("no board: give --board SNR or --board sim")
     worker, workers = _xdist_worker(pytestconfig)
     try:
-        spec = (hil.board_for_worker(hil_settings.boards, worker, workers)
-                if hil_settings.boards else None)
+        spec = (support.board_for_worker(hil_settings.board, worker, workers)
+                if hil_settings.board else None)
         number = int(worker[2:]) + 1 if worker and worker[2:].isdigit() else 1
-        opened = hil.open_board(hil_settings, spec, sim_number=number,
-                                registrar=coiote.registrar() if spec == "sim" else None,
-                                state_dir=hil_run_dir / "sim-state")
+        opened = support.open_board(hil_settings, spec, sim_number=number, cloud=coiote,
+                                    state_dir=hil_run_dir / "sim-state")
     except HilprovError as exc:
         pytest.fail(f"board: {exc}", pytrace=False)
     yield opened
@@ -213,7 +208,8 @@ def dut(request: pytest.FixtureRequest, board, hil_run_dir: Path):
     timeout)`, `write(bytes)`, `tail(n)`, `log_path` (one log file per test and board)."""
     from hilprov.board.serial import SerialPort
 
-    log_path = hil_run_dir / hil.safe_name(request.node.nodeid) / f"{hil.safe_name(board.name)}.log"
+    log_path = (hil_run_dir / support.safe_name(request.node.nodeid)
+                / f"{support.safe_name(board.name)}.log")
     try:
         port = SerialPort(board.port, board.baudrate, log_path=log_path, name=board.name)
     except HilprovError as exc:
@@ -229,24 +225,20 @@ def provision(request: pytest.FixtureRequest, board, dut, hil_settings, coiote, 
     """Run the provisioning flow on the board as a test step: `provision(endpoint_cfg=...,
     cert_info=..., server_cert=..., erase=True, flash_final=True)` returns an Endpoint whose
     `result` says what happened (it does not raise for device outcomes)."""
-    def run(**kwargs) -> hil.Endpoint:
-        endpoint = hil.provision(board, hil_settings, port=dut, coiote=coiote,
-                                 observers=[hil_records], log_dir=hil_run_dir, **kwargs)
+    def run(**kwargs) -> support.Endpoint:
+        endpoint = support.provision(board, hil_settings, port=dut, cloud=coiote,
+                                     observers=[hil_records], log_dir=hil_run_dir, **kwargs)
         request.node.stash[ENDPOINT_KEY] = endpoint
         return endpoint
     return run
 
 
 @pytest.fixture
-def provisioned_endpoint(provision) -> hil.Endpoint:
+def provisioned_endpoint(provision) -> support.Endpoint:
     """The board provisioned with --hil-endpoint-cfg: name, security mode, blob, certificate
     fingerprint, result and step timings (secrets redacted in its repr)."""
     endpoint = provision()
     if not endpoint.ok:
-        pytest.fail(f"provisioning failed at {_failed_step(endpoint)}: "
+        pytest.fail(f"provisioning failed at {endpoint.result.current_step or '?'}: "
                     f"{endpoint.result.error_kind}: {endpoint.result.error}", pytrace=False)
     return endpoint
-
-
-def _failed_step(endpoint: hil.Endpoint) -> str:
-    return next((s.name for s in endpoint.result.steps if s.status == "failed"), "?")

@@ -1,9 +1,8 @@
 """What the provisioning flow needs from a board, whatever drives it.
 
 A `Board` names one device under test, knows the serial port its console and SMP share, and can
-flash an image (with or without a chip erase) and reset. `NordicProbeBoard` drives a real nRF board
-through its J-Link probe; `SimBoard` a virtual board; `PortBoard` a device that already runs the
-initial image and is reached only through a serial port (no flashing).
+flash an image (with or without a chip erase) and reset. The kinds live in their own modules
+(`nordic`, `port`, `sim`) and are found by their `--board` spec through `hilprov.board.registry`.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from hilprov.core.files import read_input
 from hilprov.errors import BoardError, ConfigError
 
 
@@ -32,6 +32,11 @@ class Board(ABC):
         if self._port is None:
             raise BoardError(f"board {self.name}: no serial port known; give --port")
         return self._port
+
+    @property
+    def default_images(self) -> tuple[Path, Path] | None:
+        """(initial, final) images this board runs when none are given (virtual boards)."""
+        return None
 
     def flash(self, image: Path, *, erase: bool, progress=None) -> None:
         """Write `image` (Intel HEX) and start it; with `erase`, wipe the whole chip first.
@@ -61,48 +66,6 @@ class Board(ABC):
         return f"{type(self).__name__}({self.name!r}, port={self._port!r}, flashed={flashed!r})"
 
 
-class PortBoard(Board):
-    """A device already running the initial image, known only by its serial port."""
-
-    kind = "port"
-    can_flash = False
-
-    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
-        raise BoardError(f"board on {self.port}: cannot flash without a probe; give --board SNR")
-
-
-class NordicProbeBoard(Board):
-    """A real nRF board behind a J-Link probe (pynrfjprog); the console is the probe's VCOM."""
-
-    kind = "nordic"
-
-    def __init__(self, serial_number: str, port: str | None = None, baudrate: int = 115200,
-                 *, api_factory=None) -> None:
-        from hilprov.board.nordic import NordicBoard
-
-        self.driver = NordicBoard(serial_number, port=port, api_factory=api_factory)
-        super().__init__(self.driver.serial_number, port, baudrate)
-
-    @property
-    def port(self) -> str:
-        if self._port is None:
-            self._port = self.driver.console_port()
-        return self._port
-
-    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
-        self.driver.program(image, erase="chip" if erase else "sector", verify=True, reset=True,
-                            progress=progress)
-
-    def reset(self) -> None:
-        self.driver.reset()
-
-    def close(self) -> None:
-        self.driver.close()
-
-
 def image_sha256(path: Path) -> str:
     """Short identity of a firmware image for records (SHA-256 of the file)."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read firmware image: {exc.strerror or exc}") from None
+    return hashlib.sha256(read_input(path, "firmware image", ConfigError)).hexdigest()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from hilprov.board.base import Board
 from hilprov.core.hexfile import HexImage, read_intel_hex
 from hilprov.errors import BoardError, ConfigError, JLinkMissingError
 
@@ -114,18 +115,20 @@ def list_probes(*, api_factory: Callable[[], Any] | None = None,
         return [_describe(hl, api, snr, comports) for snr in serials]
 
 
-class NordicBoard:
+class NordicBoard(Board):
     """One nRF board on one J-Link probe: program, reset, find its console port.
 
     `api_factory` returns the pynrfjprog `HighLevel` module (tests pass a fake); `port` overrides
     the console port; `comports` replaces pyserial's port listing (tests).
     """
 
-    def __init__(self, serial_number: str | int, *, port: str | None = None,
-                 api_factory: Callable[[], Any] | None = None,
+    kind = "nordic"
+
+    def __init__(self, serial_number: str | int, port: str | None = None,
+                 baudrate: int = 115200, *, api_factory: Callable[[], Any] | None = None,
                  comports: Callable[[], Any] | None = None) -> None:
         self.serial_number = normalize_serial(serial_number)
-        self._port = port
+        super().__init__(self.serial_number, port, baudrate)
         self._load = api_factory or _load_highlevel
         self._comports = comports
         self._info: ProbeInfo | None = None
@@ -134,11 +137,15 @@ class NordicBoard:
     def __repr__(self) -> str:
         return f"NordicBoard(serial_number={self.serial_number!r})"
 
-    def __enter__(self) -> NordicBoard:
-        return self
+    @property
+    def port(self) -> str:
+        if self._port is None:
+            self._port = self.console_port()
+        return self._port
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
+        self.program(image, erase="chip" if erase else "sector", verify=True, reset=True,
+                     progress=progress)
 
     def close(self) -> None:
         """Nothing is held between operations; closing only refuses further use."""

@@ -19,7 +19,7 @@ What this client adds over a plain request/response loop (see ``smp-notes.md`` ย
   only a lost request is sent again, so a write to a stream is never appended twice; a lost
   answer shows up as an offset mismatch on the resent write and the upload resumes from the
   ``len`` the device reports;
-* per-path data limits (``/factory/provision.cbor`` takes at most 512 bytes per write);
+* a cap on the data bytes per write for files that need one (`max_chunk`);
 * typed errors (`TransferError` subclasses) naming the operation and the remote path.
 """
 
@@ -84,11 +84,6 @@ too many), so 128 gives 124 characters: 127-byte lines, as smpclient does."""
 FALLBACK_MAX_REQUEST = 182
 """Largest request without MCUmgr parameters: length + packet + CRC fit two 93-byte lines, so
 it passes even an unpaced two-line RX pool and any netbuf size in use (Zephyr's default: 384)."""
-
-FILE_DATA_LIMITS: dict[str, int] = {
-    "/factory/provision.cbor": 512,  # one write > 512 B fails with ENOSPC (spec ยง5.3)
-}
-"""Most data bytes one upload request may carry, per remote path (device limits)."""
 
 FLUSH_SETTLE = 0.05
 """Seconds to wait after the newline flush before dropping what the device sent back."""
@@ -263,11 +258,11 @@ class SmpFileClient:
                max_chunk: int | None = None, timeout: float | None = None) -> None:
         """Write `data` to `remote`; resumes where the device says it is after a lost reply.
 
-        `max_chunk` caps (and overrides the per-path limit on) the data bytes per request.
-        """
+        `max_chunk` caps the data bytes per request (a device file that takes only so much per
+        write, such as the Anjay application's provision.cbor)."""
         self._ensure_ready()
         total = len(data)
-        limit = max_chunk if max_chunk is not None else FILE_DATA_LIMITS.get(remote, total)
+        limit = max_chunk if max_chunk is not None else total
         off = 0
         best = -1
         stuck = 0

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from hilprov.core.files import read_json
+from hilprov.core.files import read_json, read_text
 from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import CloudError, ConfigError
 
@@ -137,12 +137,7 @@ def resolve_token(cli_token: str | None = None, token_file: str | Path | None = 
         return cli_token.strip()
     if token_file is not None:
         path = Path(token_file)
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read token file: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: token file is not UTF-8 text") from None
+        token = read_text(path, "token file").strip()
         if not token:
             raise ConfigError(f"{path}: token file is empty")
         return token

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from hilprov.core.files import read_json
+from hilprov.core.files import read_input, read_json
 from hilprov.errors import CertificateError
 
 DEFAULT_CURVE = "secp256r1"
@@ -384,10 +384,7 @@ def load_private_key(path: str | Path) -> bytes:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CertificateError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
+    return read_input(path, f"{what} file", CertificateError)
 
 
 def _pem_labels(data: bytes) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hilprov.core import lwm2m
+from hilprov.core.files import read_text
 from hilprov.core.lwm2m import Objlink, is_secret
 from hilprov.errors import ConfigError
 
@@ -119,16 +120,7 @@ class EndpointConfig:
 
 def load_config(path: str | Path) -> EndpointConfig:
     """Read and parse an endpoint config file; raises ConfigError naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read endpoint config: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: endpoint config is not UTF-8 text (byte {exc.start})") from None
-    return parse_config(text, str(path))
+    return parse_config(read_text(path, "endpoint config"), str(path))
 
 
 def parse_config(text: str, source: str = "<config>") -> EndpointConfig:

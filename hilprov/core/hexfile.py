@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hilprov.core.files import read_input
 from hilprov.errors import BoardError
 
 
@@ -28,11 +29,9 @@ def read_intel_hex(path: str | Path) -> HexImage:
     """Parse and check `path`; BoardError names the file (and line) on any defect."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("ascii")
+        text = read_input(path, "firmware file", BoardError).decode("ascii")
     except UnicodeDecodeError:
         raise BoardError(f"{path}: not an Intel HEX file (binary; an .elf or .bin?)") from None
-    except OSError as err:
-        raise BoardError(f"{path}: cannot read firmware file: {err.strerror}") from None
     base = 0
     data = bytearray()
     start, end = 0xFFFFFFFF, 0

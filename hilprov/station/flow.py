@@ -1,17 +1,17 @@
-"""The station flow of spec §5.4, as named steps on one board.
+"""The station flow of spec §5.4: a list of steps over a board, a plan and an optional cloud.
 
 check-config → flash-initial → wait-ready → read-endpoint → build-blob → upload → read-result →
 onboard → flash-final → wait-restored → wait-registered
 
-Each step has a name, a timeout, a typed error and a line in the run's record. The config is
-checked before the board is touched, so a bad config never erases a device. The serial port is
-opened before the first flash so no boot line is lost; console text and SMP frames share it.
+Each step has a name, an action, a rule for when it is skipped (and why), a timeout, a typed error
+and a line in the attempt's record. The config is checked before the board is touched, so a bad
+config never erases a device. Without a board the same sequence runs with the board's steps
+skipped: the blob is built and written, as the seed tool does. `until` stops after any step.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -21,8 +21,8 @@ from pathlib import Path
 from hilprov.board import smp  # imported here, not in a step, so step timings show no imports
 from hilprov.board.base import Board, image_sha256
 from hilprov.board.serial import SerialPort
-from hilprov.core import certs
-from hilprov.core.lwm2m import SecurityMode
+from hilprov.core import certs, plan, profile
+from hilprov.core.files import safe_name, write_atomic
 from hilprov.errors import (
     AlreadyProvisionedError,
     BoardError,
@@ -33,24 +33,14 @@ from hilprov.errors import (
     NotRegisteredError,
     TransferError,
 )
-from hilprov.provisioning import FactoryProvisioning
+from hilprov.station import app
+from hilprov.station.cloud import CloudTarget
+from hilprov.station.plans import PlanSource
+from hilprov.station.states import Outcome, StepStatus
 
-log = logging.getLogger("hilprov.station.flow")
+log = logging.getLogger(__name__)
 
-STEPS = ("check-config", "flash-initial", "wait-ready", "read-endpoint", "build-blob", "upload",
-         "read-result", "onboard", "flash-final", "wait-restored", "wait-registered")
-
-PROVISION_FILE = "/factory/provision.cbor"
-RESULT_FILE = "/factory/result.txt"
-ENDPOINT_FILE = "/factory/endpoint.txt"
-
-READY = "Device ready for provisioning."
-ALREADY = "Factory provisioning information already present"
-PROMPT = "uart:~$ "
-RESTORED = "persistence: Anjay restored from"
-NO_FACTORY_DATA = "Couldn't restore Anjay from anjay_factory"
-REGISTERED = "registration successful"
-REG_REJECTED = re.compile(r"server responded with (.+?) \(expected 2\.01 Created\)")
+DEFAULT_BLOB = Path("SenMLCBOR")  # where a run without a board writes the blob (the seed's name)
 
 
 @dataclass
@@ -65,37 +55,27 @@ class Timeouts:
     registered: float = 180.0
 
 
-@dataclass
-class FlowOptions:
-    endpoint_cfg: Path
+@dataclass(frozen=True)
+class RunOptions:
+    """How the flow runs on each board; the what (plan) and the where to onboard (cloud) are
+    given separately."""
+
+    initial_hex: Path | None = None  # default: the board's own images (virtual boards)
+    final_hex: Path | None = None
+    erase: bool = True  # False: flash the initial image without a chip erase
     endpoint_name: str | None = None  # -e: must match the device unless force_endpoint
     force_endpoint: bool = False
-    server_info: Path | None = None
-    token: str | None = None
-    cert_info: Path | None = None
-    pkey: Path | None = None
-    pcert: Path | None = None
-    scert: Path | None = None
-    profile: str = "anjay-zephyr"
-    cert_dir: Path = Path("cert")
+    until: str | None = None  # stop after this step
     output: Path | None = None  # also write the blob here (it holds secrets: mode 0600)
-    initial_hex: Path | None = None
-    final_hex: Path | None = None
-    flash_final: bool = True
-    erase_initial: bool = True  # False: re-flash without erase (refused if already provisioned)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    coiote_client: object | None = None  # an already-built CoioteClient (local server, tests)
-    coiote_domain: str | None = None  # the domain for coiote_client (else from server_info)
+    cert_dir: Path = Path("cert")  # generated certificates; per endpoint with a board
     replace_cloud_device: bool = False  # delete the endpoint's Coiote device before onboarding
-
-    def __repr__(self) -> str:  # the token stays out of logs and reports
-        return f"FlowOptions(endpoint_cfg={str(self.endpoint_cfg)!r}, board flow)"
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 @dataclass
 class StepRecord:
     name: str
-    status: str = "pending"  # pending, running, ok, failed, skipped
+    status: StepStatus = StepStatus.PENDING
     seconds: float = 0.0
     detail: str = ""
 
@@ -113,19 +93,22 @@ class FlowResult:
     cert_fingerprint: str | None = None
     blob_size: int | None = None
     images: dict[str, str] = field(default_factory=dict)  # initial/final -> sha256
-    coiote: str | None = None  # created / already registered / skipped
+    coiote: str | None = None  # created / already registered
     steps: list[StepRecord] = field(default_factory=list)
-    outcome: str = "in progress"  # registered, provisioned, failed
+    outcome: Outcome = Outcome.IN_PROGRESS
     error_kind: str | None = None
     error: str | None = None
     exit_code: int = 0
     log_path: str | None = None
+    stopped_after: str | None = None  # --until
+    written: list[str] = field(default_factory=list)  # files written (blob, certificates)
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("registered", "provisioned")
+        return Outcome(self.outcome).ok
 
     def step(self, name: str) -> StepRecord:
         for record in self.steps:
@@ -133,16 +116,24 @@ class FlowResult:
                 return record
         raise KeyError(name)
 
+    @property
+    def current_step(self) -> str | None:
+        """The step running or failed, if any."""
+        return next((s.name for s in self.steps
+                     if s.status in (StepStatus.RUNNING, StepStatus.FAILED)), None)
+
     def as_dict(self) -> dict:
         return {
             "attempt": self.attempt, "board": self.board, "board_kind": self.board_kind,
             "port": self.port,
             "endpoint": self.endpoint, "security_mode": self.security_mode,
             "cert_fingerprint": self.cert_fingerprint, "blob_size": self.blob_size,
-            "images": self.images, "coiote": self.coiote, "outcome": self.outcome,
+            "images": self.images, "coiote": self.coiote, "outcome": str(self.outcome),
             "error_kind": self.error_kind, "error": self.error, "exit_code": self.exit_code,
-            "log_path": self.log_path, "seconds": round(self.seconds, 3),
-            "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3),
+            "log_path": self.log_path, "stopped_after": self.stopped_after,
+            "written": self.written,
+            "seconds": round(self.seconds, 3),
+            "steps": [{"name": s.name, "status": str(s.status), "seconds": round(s.seconds, 3),
                        "detail": s.detail} for s in self.steps],
         }
 
@@ -163,24 +154,47 @@ class FlowObserver:
     def status(self, result: FlowResult, step: str, text: str) -> None: ...
 
 
-class ProvisioningFlow:
-    """Provision one board end to end; `run()` returns a FlowResult and never leaves it lying."""
+Action = Callable[["ProvisioningFlow"], "str | None"]
+SkipRule = Callable[["ProvisioningFlow"], "str | None"]
 
-    def __init__(self, board: Board, options: FlowOptions, *,
+
+@dataclass(frozen=True)
+class Step:
+    """One step: `action(flow)` returns a detail line; `skip(flow)` a reason not to run it."""
+
+    name: str
+    action: Action
+    skip: SkipRule = lambda flow: None
+
+
+class ProvisioningFlow:
+    """Provision one board end to end; `run()` returns a FlowResult and never leaves it lying.
+
+    `plans` is the run's plan (or its inputs, prepared at the check-config step); `board` None
+    runs the sequence without a board. `port`: an already open SerialPort on the board (e.g. a
+    test's console) to share; the flow then neither opens nor closes one."""
+
+    def __init__(self, board: Board | None, plans: PlanSource | plan.Inputs | plan.Plan,
+                 options: RunOptions | None = None, *, cloud: CloudTarget | None = None,
+                 cloud_missing: str = "no Coiote server given",
                  observers: list[FlowObserver] | tuple = (), log_dir: Path | None = None,
-                 port=None) -> None:
-        """`port`: an already open SerialPort on the board (e.g. a test's console) to share;
-        the flow then neither opens nor closes one."""
+                 port: SerialPort | None = None) -> None:
         self.board = board
-        self.options = options
+        self.plans = plans if isinstance(plans, PlanSource) else PlanSource(plans)
+        self.options = options or RunOptions()
+        self.cloud = cloud
+        self.cloud_missing = cloud_missing
         self.observers = list(observers)
         self.log_dir = Path(log_dir) if log_dir else None
-        self.result = FlowResult(board=board.name, board_kind=board.kind,
-                                 steps=[StepRecord(name) for name in STEPS])
-        self.fp: FactoryProvisioning | None = None
+        name, kind = (board.name, board.kind) if board is not None else ("-", "none")
+        self.result = FlowResult(board=name, board_kind=kind,
+                                 steps=[StepRecord(step.name) for step in STEPS])
+        self.plan: plan.Plan | None = None
+        self.build: plan.Build | None = None
+        self.images: dict[str, Path] = {}
         self.port = port
         self._owns_port = port is None
-        self.smp = None
+        self.smp: smp.SmpFileClient | None = None
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> FlowResult:
@@ -188,7 +202,7 @@ class ProvisioningFlow:
         self._notify("run_started", result)
         start = time.monotonic()
         try:
-            self._steps()
+            self._run_steps()
         except HilprovError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug: still record the truth, then let the CLI report it
@@ -200,55 +214,60 @@ class ProvisioningFlow:
             self._notify("run_finished", result)
         return result
 
-    def _steps(self) -> None:
-        opts = self.options
-        self._step("check-config", self.check_config)
-        self._open_port()
-        flashing = self.board.can_flash
-        self._step("flash-initial", self.flash_initial, skip=not flashing,
-                   why="no probe: the device already runs the initial image")
-        self._step("wait-ready", self.wait_ready, skip=not flashing,
-                   why="not flashed here: the ready line was printed earlier")
-        self._step("read-endpoint", self.read_endpoint)
-        self._step("build-blob", self.build_blob)
-        self._step("upload", self.upload)
-        self._step("read-result", self.read_result)
-        wants_cloud = opts.coiote_client is not None or (opts.server_info and opts.token)
-        self._step("onboard", self.onboard, skip=not wants_cloud,
-                   why="no Coiote server and token given")
-        final = flashing and opts.flash_final
-        why = "no probe to flash the final image" if not flashing else "--no-final given"
-        self._step("flash-final", self.flash_final, skip=not final, why=why)
-        self._step("wait-restored", self.wait_restored, skip=not final, why=why)
-        self._step("wait-registered", self.wait_registered, skip=not final, why=why)
-        self.result.outcome = "registered" if final else "provisioned"
+    def _run_steps(self) -> None:
+        until = self.options.until
+        for index, step in enumerate(STEPS):
+            self._step(step)
+            if step.name == until and index + 1 < len(STEPS):
+                self._stop_after(step.name)
+                return
+        self.result.outcome = self._natural_outcome()
 
-    def _step(self, name: str, action: Callable[[], str | None], *, skip: bool = False,
-              why: str = "") -> None:
-        step = self.result.step(name)
-        if skip:
-            step.status, step.detail = "skipped", why
-            self._notify("step_finished", self.result, step)
+    def _natural_outcome(self) -> Outcome:
+        if self.board is None:
+            return Outcome.BUILT
+        if self.result.step("wait-registered").status == StepStatus.OK:
+            return Outcome.REGISTERED
+        return Outcome.PROVISIONED
+
+    def _stop_after(self, name: str) -> None:
+        why = f"not run: stopped after {name} (--until {name})"
+        for record in self.result.steps:
+            if record.status == StepStatus.PENDING:
+                record.status, record.detail = StepStatus.SKIPPED, why
+                self._notify("step_finished", self.result, record)
+        self.result.stopped_after = name
+        accepted = self.result.step("read-result").status == StepStatus.OK
+        self.result.outcome = Outcome.PROVISIONED if accepted else (
+            Outcome.BUILT if self.board is None else Outcome.STOPPED)
+
+    def _step(self, step: Step) -> None:
+        record = self.result.step(step.name)
+        why = step.skip(self)
+        if why:
+            record.status, record.detail = StepStatus.SKIPPED, why
+            self._notify("step_finished", self.result, record)
             return
-        step.status = "running"
-        self._notify("step_started", self.result, step)
+        record.status = StepStatus.RUNNING
+        self._notify("step_started", self.result, record)
         start = time.monotonic()
         try:
-            detail = action()
+            detail = step.action(self)
         except BaseException as exc:
-            step.seconds = time.monotonic() - start
-            step.status = "failed"
-            step.detail = str(exc) if isinstance(exc, HilprovError) else type(exc).__name__
-            self._notify("step_finished", self.result, step)
+            record.seconds = time.monotonic() - start
+            record.status = StepStatus.FAILED
+            record.detail = str(exc) if isinstance(exc, HilprovError) else type(exc).__name__
+            self._notify("step_finished", self.result, record)
             raise
-        step.seconds = time.monotonic() - start
-        step.status = "ok"
-        step.detail = detail or ""
-        self._notify("step_finished", self.result, step)
+        record.seconds = time.monotonic() - start
+        record.status = StepStatus.OK
+        record.detail = detail or ""
+        self._notify("step_finished", self.result, record)
 
     def _fail(self, exc: BaseException) -> None:
         result = self.result
-        result.outcome = "failed"
+        result.outcome = Outcome.FAILED
+        result.exception = exc
         if isinstance(exc, HilprovError):
             result.error_kind, result.exit_code = exc.kind, exc.exit_code
             result.error = str(exc)
@@ -268,202 +287,37 @@ class ProvisioningFlow:
             except Exception:  # an observer bug must not break provisioning
                 log.exception("observer %s failed in %s", type(observer).__name__, event)
 
-    # -- steps ---------------------------------------------------------------------------------
-    def check_config(self) -> str:
-        """Parse and validate everything before the board is touched."""
-        opts = self.options
-        fp = FactoryProvisioning(opts.endpoint_cfg, opts.endpoint_name, opts.server_info,
-                                 opts.token, opts.cert_info, profile_name=opts.profile,
-                                 report=log.debug)
-        warnings = fp.check()
-        for warning in warnings:
-            log.warning("%s: %s", self.board.name, warning)
-        mode = fp.security_mode()
-        self.result.security_mode = str(mode)
-        if mode in (SecurityMode.CERT, SecurityMode.EST):
-            fp.load_credentials(opts.scert, opts.pcert, opts.pkey,
-                                generating=opts.cert_info is not None)
-        if self.board.can_flash:
-            for which in ("initial", "final"):
-                image = getattr(opts, f"{which}_hex")
-                if image is None:
-                    raise ConfigError(f"no {which} image: give --image-dir DIR or "
-                                      f"--{which}-hex FILE")
-                self.result.images[which] = image_sha256(image)
-        self.fp = fp
-        return f"{str(mode)} mode, {len(warnings)} warning(s)"
+    # -- plumbing the steps use ----------------------------------------------------------------
+    @property
+    def who(self) -> str:
+        return f"board {self.board.name}" if self.board is not None else "no board"
 
-    def flash_initial(self) -> str:
-        self.port.clear()
-        erase = self.options.erase_initial
-        self.board.flash(self.options.initial_hex, erase=erase,
-                         progress=self._status("flash-initial"))
-        return f"{Path(self.options.initial_hex).name}, {'chip erase' if erase else 'no erase'}"
-
-    def wait_ready(self) -> str:
-        t = self.options.timeouts
-        match = self.port.expect(re.compile(READY.replace(".", r"\.") + "|" + ALREADY), t.ready)
-        if match.group(0) == ALREADY:
-            raise AlreadyProvisionedError(
-                f"board {self.board.name}: the initial image found factory provisioning data "
-                "already present and halted; flash the production image, or erase the chip "
-                "to provision it again")
-        try:
-            self.port.expect_exact(PROMPT, t.prompt)
-        except BoardError:
-            log.info("%s: no shell prompt after the ready line; continuing", self.board.name)
-        return "ready"
-
-    def read_endpoint(self) -> str:
-        try:
-            raw = self._smp().download(ENDPOINT_FILE)
-        except (smp.RemoteNotMounted, smp.RemoteFileNotFound):
-            raise AlreadyProvisionedError(
-                f"board {self.board.name}: /factory is not mounted, so the device is already "
-                "provisioned (or not running the initial image); flash the production image "
-                "or erase the chip") from None
-        name = raw.decode("utf-8", "replace").strip()
-        if not name:
-            raise BoardError(f"board {self.board.name}: {ENDPOINT_FILE} is empty")
-        wanted = self.options.endpoint_name
-        if wanted and wanted != name:
-            if not self.options.force_endpoint:
-                raise EndpointMismatchError(
-                    f"-e {wanted!r} differs from the device's endpoint name {name!r}, the name "
-                    "the final image registers with; drop -e, or give --force-endpoint to use "
-                    f"{wanted!r} anyway")
-            log.warning("%s: using %r instead of the device's %r (--force-endpoint)",
-                        self.board.name, wanted, name)
-            name = wanted
-        self.result.endpoint = name
-        return name
-
-    def build_blob(self) -> str:
-        opts, fp = self.options, self.fp
-        fp.endpoint_name = self.result.endpoint
-        if self.result.security_mode in ("cert", "est") and opts.cert_info is not None:
-            fp.generate_self_signed_cert(Path(opts.cert_dir) / self.result.endpoint)
-        blob = fp.serialize()
-        if opts.output is not None:
-            from hilprov.core.files import write_atomic
-
-            write_atomic(Path(opts.output), blob)
-        self.result.blob_size = len(blob)
-        if fp.endpoint_cert:
-            self.result.cert_fingerprint = certs.certificate_fingerprint(fp.endpoint_cert)
-        return f"{len(blob)} bytes"
-
-    def upload(self) -> str:
-        blob = self.fp.blob
-        start = time.monotonic()
-        try:
-            self._smp().upload(blob, PROVISION_FILE, progress=self._progress("upload"))
-        except (smp.RemoteNotMounted, smp.RemoteFileNotFound) as exc:
-            if exc.offset:  # mid-upload: the device rebooted, not a used-up attempt
-                raise TransferError(
-                    f"board {self.board.name}: the device restarted during the upload (at "
-                    f"offset {exc.offset} of {len(blob)} it no longer knew the file), so this "
-                    "provisioning attempt is lost; re-run to provision it again") from None
-            raise AlreadyProvisionedError(
-                f"board {self.board.name}: the device takes no provisioning file: this boot's "
-                "one attempt is used up (the device was provisioned, or an earlier attempt "
-                "failed); reset it or flash the initial image again") from None
-        seconds = max(time.monotonic() - start, 1e-6)
-        return f"{len(blob)} bytes, {len(blob) / seconds:.0f} B/s"
-
-    def read_result(self) -> str:
-        raw = self._smp().download(RESULT_FILE, timeout=self.options.timeouts.result)
-        text = raw.decode("ascii", "replace").strip()
-        if text == "0":
-            return "device accepted the configuration"
-        raise DeviceRejectedError(
-            f"board {self.board.name}: the device rejected the configuration "
-            f"({RESULT_FILE} = {text!r}). {self._rejection_guess()} The device allows one "
-            "attempt per boot: re-run to flash the initial image again.")
-
-    def _rejection_guess(self) -> str:
-        """The host validator's best guess why the device said no."""
-        from hilprov.core import profile
-
-        problems = profile.validate(self.fp.build_config(), "anjay-zephyr")
-        bad = profile.errors(problems)
-        if bad:
-            return "The host validator (anjay-zephyr profile) finds: " + "; ".join(
-                str(p) for p in bad[:3]) + "."
-        return ("The host validator finds no problem, so the upload was probably cut short "
-                "(a reset or a lost line) or the firmware differs from Anjay 3.11.")
-
-    def onboard(self) -> str:
-        from hilprov.cloud.coiote import CoioteClient
-
-        opts, fp = self.options, self.fp
-        client = opts.coiote_client
-        if client is None and fp.srv_info is not None and opts.token:
-            client = CoioteClient(fp.srv_info.base_url, opts.token)
-        replaced = ""
-        if opts.replace_cloud_device and client is not None \
-                and client.delete_by_endpoint(self.result.endpoint):
-            replaced = " (replaced the previous device)"
-        result = fp.register(client, domain=opts.coiote_domain)
-        self.result.coiote = result.status
-        return result.status + replaced
-
-    def flash_final(self) -> str:
-        self.port.clear()
-        self.board.flash(self.options.final_hex, erase=False, progress=self._status("flash-final"))
-        return f"{Path(self.options.final_hex).name}, no erase"
-
-    def wait_restored(self) -> str:
-        match = self.port.expect(re.compile(re.escape(RESTORED) + r" (\S+)|"
-                                            + re.escape(NO_FACTORY_DATA)),
-                                 self.options.timeouts.restored)
-        if match.group(0).startswith(NO_FACTORY_DATA):
-            raise DeviceRejectedError(
-                f"board {self.board.name}: the final image found no factory data "
-                "(\"Couldn't restore Anjay from anjay_factory\"); provision it again")
-        return f"restored from {match.group(1)}"
-
-    def wait_registered(self) -> str:
-        try:
-            pattern = re.compile(re.escape(REGISTERED) + "|" + REG_REJECTED.pattern)
-            match = self.port.expect(pattern, self.options.timeouts.registered)
-        except BoardError as exc:
-            raise NotRegisteredError(
-                f"board {self.board.name}: restored the configuration but did not register "
-                f"within {self.options.timeouts.registered:.0f} s ({exc})") from None
-        if match.group(0) != REGISTERED:
-            raise NotRegisteredError(
-                f"board {self.board.name}: restored the configuration, but the LwM2M server "
-                f"refused the registration ({match.group(1)}): check the device in Coiote "
-                "(endpoint name, security mode, credentials)")
-        return "registered"
-
-    # -- plumbing ------------------------------------------------------------------------------
-    def _open_port(self) -> None:
+    def open_port(self) -> SerialPort:
+        """The board's serial port, opened once (before the first flash, so no boot line is
+        lost)."""
+        if self.port is not None:
+            return self.port
         self.result.port = self.board.port
-        if not self._owns_port:
-            self.result.log_path = str(self.port.log_path) if self.port.log_path else None
-            return
         path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.board.name)
-            path = self.log_dir / f"{safe}.log"
+            path = self.log_dir / f"{safe_name(self.board.name)}.log"
             self.result.log_path = str(path)
         self.port = SerialPort(self.board.port, self.board.baudrate, log_path=path,
                                name=self.board.name)
+        return self.port
 
-    def _smp(self):
+    def smp_client(self) -> smp.SmpFileClient:
         if self.smp is None:
-            self.smp = smp.SmpFileClient(self.port, timeout=self.options.timeouts.smp)
+            self.smp = smp.SmpFileClient(self.open_port(), timeout=self.options.timeouts.smp)
         return self.smp
 
-    def _status(self, step: str):
+    def status_reporter(self, step: str) -> Callable[[str], None]:
         def report(text: str) -> None:
             self._notify("status", self.result, step, text)
         return report
 
-    def _progress(self, step: str):
+    def progress_reporter(self, step: str) -> Callable[[int, int], None]:
         def report(done: int, total: int) -> None:
             self._notify("transfer", self.result, step, done, total)
         return report
@@ -474,3 +328,234 @@ class ProvisioningFlow:
                 self.port.close()
             except Exception:  # closing must not hide the real outcome
                 log.debug("closing the port failed", exc_info=True)
+
+
+# -- skip rules ----------------------------------------------------------------------------------
+def _no_board(flow: ProvisioningFlow) -> str | None:
+    return "no board given" if flow.board is None else None
+
+
+def _no_probe(flow: ProvisioningFlow) -> str | None:
+    if flow.board is None:
+        return "no board given"
+    if not flow.board.can_flash:
+        return "no probe: the device already runs the initial image"
+    return None
+
+
+def _not_flashed_here(flow: ProvisioningFlow) -> str | None:
+    if flow.board is None:
+        return "no board given"
+    if not flow.board.can_flash:
+        return "not flashed here: the ready line was printed earlier"
+    return None
+
+
+def _no_cloud(flow: ProvisioningFlow) -> str | None:
+    if flow.cloud is None:
+        return flow.cloud_missing
+    if flow.result.endpoint is None:
+        return "no endpoint name: give -e NAME (or provision a board)"
+    return None
+
+
+def _no_final(flow: ProvisioningFlow) -> str | None:
+    if flow.board is None:
+        return "no board given"
+    if not flow.board.can_flash:
+        return "no probe to flash the final image"
+    return None
+
+
+# -- the steps ------------------------------------------------------------------------------------
+def check_config(flow: ProvisioningFlow) -> str:
+    """Parse and validate everything before the board is touched."""
+    prepared = flow.plans.get()
+    flow.plan = prepared
+    prefix = f"{flow.who}: " if flow.board is not None else ""
+    for warning in prepared.warnings:
+        log.warning("%s%s", prefix, warning)
+    flow.result.security_mode = str(prepared.mode)
+    if flow.board is not None and flow.board.can_flash:
+        defaults = flow.board.default_images or (None, None)
+        for which, given, default in (("initial", flow.options.initial_hex, defaults[0]),
+                                      ("final", flow.options.final_hex, defaults[1])):
+            image = given or default
+            if image is None:
+                raise ConfigError(f"no {which} image: give --image-dir DIR or "
+                                  f"--{which}-hex FILE")
+            flow.images[which] = Path(image)
+            flow.result.images[which] = image_sha256(image)
+    return f"{prepared.mode} mode, {len(prepared.warnings)} warning(s)"
+
+
+def flash_initial(flow: ProvisioningFlow) -> str:
+    port = flow.open_port()
+    port.clear()
+    erase = flow.options.erase
+    flow.board.flash(flow.images["initial"], erase=erase,
+                     progress=flow.status_reporter("flash-initial"))
+    return f"{flow.images['initial'].name}, {'chip erase' if erase else 'no erase'}"
+
+
+def wait_ready(flow: ProvisioningFlow) -> str:
+    t = flow.options.timeouts
+    port = flow.open_port()
+    match = port.expect(app.READY_OR_ALREADY, t.ready)
+    if match.group(0) == app.ALREADY:
+        raise AlreadyProvisionedError(
+            f"{flow.who}: the initial image found factory provisioning data already present and "
+            "halted; flash the production image, or erase the chip to provision it again")
+    try:
+        port.expect_exact(app.PROMPT, t.prompt)
+    except BoardError:
+        log.info("%s: no shell prompt after the ready line; continuing", flow.who)
+    return "ready"
+
+
+def read_endpoint(flow: ProvisioningFlow) -> str:
+    wanted = flow.options.endpoint_name
+    if flow.board is None:
+        flow.result.endpoint = wanted
+        return f"no board: {wanted!r} from -e" if wanted else "no board and no -e: none"
+    try:
+        raw = flow.smp_client().download(app.ENDPOINT_FILE)
+    except (smp.RemoteNotMounted, smp.RemoteFileNotFound):
+        raise AlreadyProvisionedError(
+            f"{flow.who}: /factory is not mounted, so the device is already provisioned (or not "
+            "running the initial image); flash the production image or erase the chip") from None
+    name = raw.decode("utf-8", "replace").strip()
+    if not name:
+        raise BoardError(f"{flow.who}: {app.ENDPOINT_FILE} is empty")
+    if wanted and wanted != name:
+        if not flow.options.force_endpoint:
+            raise EndpointMismatchError(
+                f"-e {wanted!r} differs from the device's endpoint name {name!r}, the name the "
+                f"final image registers with; drop -e, or give --force-endpoint to use "
+                f"{wanted!r} anyway")
+        log.warning("%s: using %r instead of the device's %r (--force-endpoint)", flow.who,
+                    wanted, name)
+        name = wanted
+    flow.result.endpoint = name
+    return name
+
+
+def build_blob(flow: ProvisioningFlow) -> str:
+    endpoint = flow.result.endpoint
+    built = plan.build(flow.plan, endpoint)
+    flow.build = built
+    if built.generated is not None:
+        directory = flow.options.cert_dir
+        if flow.board is not None:
+            directory = Path(directory) / safe_name(endpoint or flow.board.name)
+        paths = certs.write_cert_files(built.generated, directory)
+        flow.result.written.extend(str(path) for path in paths)
+    output = flow.options.output or (DEFAULT_BLOB if flow.board is None else None)
+    if output is not None:
+        write_atomic(Path(output), built.blob, mode=0o600)  # it holds the PSK or private key
+        flow.result.written.append(str(output))
+    flow.result.blob_size = len(built.blob)
+    flow.result.cert_fingerprint = built.cert_fingerprint
+    where = f", written to {output}" if output is not None else ""
+    return f"{len(built.blob)} bytes{where}"
+
+
+def upload(flow: ProvisioningFlow) -> str:
+    blob = flow.build.blob
+    start = time.monotonic()
+    try:
+        flow.smp_client().upload(blob, app.PROVISION_FILE, max_chunk=app.PROVISION_WRITE_LIMIT,
+                                 progress=flow.progress_reporter("upload"))
+    except (smp.RemoteNotMounted, smp.RemoteFileNotFound) as exc:
+        if exc.offset:  # mid-upload: the device rebooted, not a used-up attempt
+            raise TransferError(
+                f"{flow.who}: the device restarted during the upload (at offset {exc.offset} of "
+                f"{len(blob)} it no longer knew the file), so this provisioning attempt is lost; "
+                "re-run to provision it again") from None
+        raise AlreadyProvisionedError(
+            f"{flow.who}: the device takes no provisioning file: this boot's one attempt is used "
+            "up (the device was provisioned, or an earlier attempt failed); reset it or flash "
+            "the initial image again") from None
+    seconds = max(time.monotonic() - start, 1e-6)
+    return f"{len(blob)} bytes, {len(blob) / seconds:.0f} B/s"
+
+
+def read_result(flow: ProvisioningFlow) -> str:
+    raw = flow.smp_client().download(app.RESULT_FILE, timeout=flow.options.timeouts.result)
+    text = raw.decode("ascii", "replace").strip()
+    if text == "0":
+        return "device accepted the configuration"
+    raise DeviceRejectedError(
+        f"{flow.who}: the device rejected the configuration ({app.RESULT_FILE} = {text!r}). "
+        f"{_rejection_guess(flow)} The device allows one attempt per boot: re-run to flash the "
+        "initial image again.")
+
+
+def _rejection_guess(flow: ProvisioningFlow) -> str:
+    """The host validator's best guess why the device said no."""
+    bad = profile.errors(profile.validate(flow.build.config, "anjay-zephyr"))
+    if bad:
+        return "The host validator (anjay-zephyr profile) finds: " + "; ".join(
+            str(p) for p in bad[:3]) + "."
+    return ("The host validator finds no problem, so the upload was probably cut short (a reset "
+            "or a lost line) or the firmware differs from Anjay 3.11.")
+
+
+def onboard(flow: ProvisioningFlow) -> str:
+    endpoint = flow.result.endpoint
+    status, replaced = flow.cloud.onboard(endpoint, flow.build,
+                                          replace=flow.options.replace_cloud_device)
+    flow.result.coiote = status
+    return status + (" (replaced the previous device)" if replaced else "")
+
+
+def flash_final(flow: ProvisioningFlow) -> str:
+    port = flow.open_port()
+    port.clear()
+    flow.board.flash(flow.images["final"], erase=False,
+                     progress=flow.status_reporter("flash-final"))
+    return f"{flow.images['final'].name}, no erase"
+
+
+def wait_restored(flow: ProvisioningFlow) -> str:
+    match = flow.open_port().expect(app.RESTORED_OR_NOT, flow.options.timeouts.restored)
+    if match.group(0).startswith(app.NO_FACTORY_DATA):
+        raise DeviceRejectedError(
+            f"{flow.who}: the final image found no factory data (\"Couldn't restore Anjay from "
+            "anjay_factory\"); provision it again")
+    return f"restored from {match.group(1)}"
+
+
+def wait_registered(flow: ProvisioningFlow) -> str:
+    timeout = flow.options.timeouts.registered
+    try:
+        match = flow.open_port().expect(app.REGISTERED_OR_REJECTED, timeout)
+    except BoardError as exc:
+        raise NotRegisteredError(
+            f"{flow.who}: restored the configuration but did not register within "
+            f"{timeout:.0f} s ({exc})") from None
+    if match.group(0) != app.REGISTERED:
+        raise NotRegisteredError(
+            f"{flow.who}: restored the configuration, but the LwM2M server refused the "
+            f"registration ({match.group(1)}): check the device in Coiote (endpoint name, "
+            "security mode, credentials)")
+    return "registered"
+
+
+STEPS: tuple[Step, ...] = (
+    Step("check-config", check_config),
+    Step("flash-initial", flash_initial, _no_probe),
+    Step("wait-ready", wait_ready, _not_flashed_here),
+    Step("read-endpoint", read_endpoint),
+    Step("build-blob", build_blob),
+    Step("upload", upload, _no_board),
+    Step("read-result", read_result, _no_board),
+    Step("onboard", onboard, _no_cloud),
+    Step("flash-final", flash_final, _no_final),
+    Step("wait-restored", wait_restored, _no_final),
+    Step("wait-registered", wait_registered, _no_final),
+)
+STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)
+
+__all__ = ["STEPS", "STEP_NAMES", "FlowObserver", "FlowResult", "ProvisioningFlow",
+           "RunOptions", "Step", "StepRecord", "Timeouts"]

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hilprov import __version__
-from hilprov.errors import RecordsError
+from hilprov.errors import ConfigError, RecordsError
 from hilprov.station.flow import FlowObserver, FlowResult, StepRecord
+from hilprov.station.states import Outcome, StepStatus, sql_list
 
 log = logging.getLogger("hilprov.station.records")
 
@@ -136,7 +137,7 @@ class RecordStore:
             where.append("endpoint = ?")
             args.append(endpoint)
         if failed:
-            where.append("outcome NOT IN ('registered', 'provisioned')")
+            where.append(f"outcome NOT IN ({sql_list(Outcome.successes())})")
         sql = "SELECT * FROM attempts"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -154,8 +155,7 @@ class RecordStore:
 
 def row_from_result(result: FlowResult, source: str, station: str) -> dict:
     """The database row for a FlowResult. Only names, hashes, outcomes: no secret fields exist."""
-    current = next((s.name for s in result.steps if s.status in ("running", "failed")), None)
-    finished = result.outcome != "in progress"
+    finished = result.outcome != Outcome.IN_PROGRESS
     return {
         "attempt": result.attempt,
         "started_at": datetime.fromtimestamp(result.started, UTC).isoformat(
@@ -166,9 +166,9 @@ def row_from_result(result: FlowResult, source: str, station: str) -> dict:
         "security_mode": result.security_mode, "cert_fingerprint": result.cert_fingerprint,
         "initial_image_sha256": result.images.get("initial"),
         "final_image_sha256": result.images.get("final"),
-        "coiote": result.coiote, "current_step": current,
-        "steps": json.dumps([_step(s) for s in result.steps if s.status != "pending"]),
-        "outcome": result.outcome, "error_kind": result.error_kind, "error": result.error,
+        "coiote": result.coiote, "current_step": result.current_step,
+        "steps": json.dumps([_step(s) for s in result.steps if s.status != StepStatus.PENDING]),
+        "outcome": str(result.outcome), "error_kind": result.error_kind, "error": result.error,
         "exit_code": result.exit_code if finished else None,
         "seconds": round(result.seconds, 3) if finished else None,
         "hilprov_version": __version__,
@@ -176,7 +176,7 @@ def row_from_result(result: FlowResult, source: str, station: str) -> dict:
 
 
 def _step(step: StepRecord) -> dict:
-    return {"name": step.name, "status": step.status, "seconds": round(step.seconds, 3),
+    return {"name": step.name, "status": str(step.status), "seconds": round(step.seconds, 3),
             "detail": step.detail}
 
 
@@ -235,8 +235,6 @@ def parse_since(text: str) -> str:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        from hilprov.errors import ConfigError
-
         raise ConfigError(f"--since {text!r}: expected an ISO date (2026-11-26, "
                           "2026-11-26T08:00) or a duration (30m, 12h, 7d)") from None
     if parsed.tzinfo is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from hilprov.board.sim import SimBoard
 from hilprov.cloud.coiote import CoioteClient
 from hilprov.core.certs import generate_self_signed
 from hilprov.errors import RecordsError
@@ -31,10 +32,10 @@ from hilprov.sim.cloud import coiote_registrar
 from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
 from hilprov.station import records
-from hilprov.station.flow import FlowOptions, FlowResult, ProvisioningFlow, Timeouts
+from hilprov.station.flow import FlowResult, ProvisioningFlow, Timeouts
 from hilprov.station.records import RecordStore, RecordWriter
-from hilprov.station.runner import SimBoard
 from tests import CONFIGS
+from tests.unit.flowkit import make_flow
 
 ENDPOINT = "anjay-zephyr-demo-351234567890123"
 TOKEN = "fault-matrix-token"
@@ -270,11 +271,10 @@ def run_row(row: Row, tmp_path, server: CoioteServer, server_cert) -> Run:
                 "backoff_base": 0.05, "jitter": 0.0, **row.client}
     client = CoioteClient(server.url, TOKEN, sleep=sleep, **settings)
     mode = ({"endpoint_cfg": CONFIGS / "endpoint_cfg_cert", "cert_info": CONFIGS /
-             "cert_info.json", "scert": server_cert, "cert_dir": tmp_path / "cert"}
+             "cert_info.json", "server_cert": server_cert, "cert_dir": tmp_path / "cert"}
             if row.cert else {"endpoint_cfg": CONFIGS / "endpoint_cfg"})
-    options = FlowOptions(initial_hex=INITIAL_IMAGE, final_hex=FINAL_IMAGE,
-                          timeouts=row.timeouts, coiote_client=client,
-                          coiote_domain="/embedded/", **mode)
+    options = {"initial_hex": INITIAL_IMAGE, "final_hex": FINAL_IMAGE, "timeouts": row.timeouts,
+               **mode}
     if row.cloud is not None:
         row.cloud(server)
     store = CountingStore(tmp_path / "records.sqlite", busy_timeout=0.2)
@@ -282,7 +282,8 @@ def run_row(row: Row, tmp_path, server: CoioteServer, server_cert) -> Run:
     board = SimBoard("sim", state_dir=tmp_path / "state", faults=row.faults,
                      registrar=coiote_registrar(server))
     try:
-        flow = ProvisioningFlow(board, options, observers=[writer], log_dir=tmp_path / "logs")
+        flow = make_flow(board, client=client, token=TOKEN, observers=[writer],
+                         log_dir=tmp_path / "logs", **options)
         start = time.monotonic()
         if row.records_locked_for is not None:
             with ExclusiveWriter(store.path, row.records_locked_for):
@@ -338,10 +339,10 @@ def test_records_locked_past_the_final_timeout_is_a_records_error_not_a_false_re
     store = RecordStore(tmp_path / "records.sqlite", busy_timeout=0.1)
     writer = RecordWriter(store, source="fault-matrix", final_timeout=0.5)
     board = SimBoard("sim", state_dir=tmp_path / "state")
-    options = FlowOptions(endpoint_cfg=CONFIGS / "endpoint_cfg", initial_hex=INITIAL_IMAGE,
-                          final_hex=FINAL_IMAGE, timeouts=TIMEOUTS, flash_final=False)
     try:
-        flow = ProvisioningFlow(board, options, observers=[writer])
+        flow = make_flow(board, endpoint_cfg=CONFIGS / "endpoint_cfg", initial_hex=INITIAL_IMAGE,
+                         final_hex=FINAL_IMAGE, timeouts=TIMEOUTS, until="onboard",
+                         observers=[writer])
         with ExclusiveWriter(store.path, 30.0), pytest.raises(RecordsError) as info:
             flow.run()
     finally:

@@ -4,15 +4,18 @@ import time
 
 import pytest
 
-from hilprov.board.base import NordicProbeBoard, PortBoard
+from hilprov.board.nordic import NordicBoard
+from hilprov.board.port import PortBoard
+from hilprov.board.sim import SimBoard
 from hilprov.core.certs import generate_self_signed
 from hilprov.errors import JLinkMissingError
 from hilprov.sim.board import Faults
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-from hilprov.station.flow import STEPS, FlowOptions, ProvisioningFlow, Timeouts
+from hilprov.station.flow import STEP_NAMES as STEPS
+from hilprov.station.flow import Timeouts
 from hilprov.station.records import RecordStore, RecordWriter
-from hilprov.station.runner import SimBoard
 from tests import CONFIGS
+from tests.unit.flowkit import make_flow
 
 ENDPOINT = "anjay-zephyr-demo-351234567890123"
 FAST = Timeouts(ready=5, prompt=1, smp=1.0, result=10, restored=5, registered=5)
@@ -32,11 +35,11 @@ def sim(tmp_path):
         board.close()
 
 
-def options(**kwargs) -> FlowOptions:
+def options(**kwargs) -> dict:
     base = {"endpoint_cfg": CONFIGS / "endpoint_cfg", "initial_hex": INITIAL_IMAGE,
             "final_hex": FINAL_IMAGE, "timeouts": FAST}
     base.update(kwargs)
-    return FlowOptions(**base)
+    return base
 
 
 @pytest.fixture
@@ -46,13 +49,13 @@ def cert_options(tmp_path):
 
     def make(**kwargs):
         return options(endpoint_cfg=CONFIGS / "endpoint_cfg_cert",
-                       cert_info=CONFIGS / "cert_info.json", scert=server,
+                       cert_info=CONFIGS / "cert_info.json", server_cert=server,
                        cert_dir=tmp_path / "cert", **kwargs)
     return make
 
 
 def run(board, opts, tmp_path=None, **kwargs):
-    return ProvisioningFlow(board, opts, log_dir=tmp_path, **kwargs).run()
+    return make_flow(board, log_dir=tmp_path, **opts, **kwargs).run()
 
 
 def test_full_flow_registers_and_records_every_step(sim, tmp_path):
@@ -113,7 +116,7 @@ def test_reset_in_the_middle_of_the_upload_ends_as_rejected_or_transfer_error(si
 def test_already_provisioned_device_is_refused_before_any_upload(sim, tmp_path):
     board = sim()
     assert run(board, options(), tmp_path).outcome == "registered"
-    again = run(board, options(erase_initial=False), tmp_path)
+    again = run(board, options(erase=False), tmp_path)
     assert again.error_kind == "already provisioned"
     assert again.exit_code == 10
     assert "erase the chip" in again.error
@@ -187,7 +190,7 @@ def test_port_only_board_provisions_a_device_already_running_the_initial_image(s
 
 
 def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, tmp_path):
-    """NordicProbeBoard end to end: pynrfjprog faked, the chip behind it is a virtual board."""
+    """NordicBoard end to end: pynrfjprog faked, the chip behind it is a virtual board."""
     from pynrfjprog.Parameters import EraseAction
 
     from tests.unit.fake_pynrfjprog import FakeHighLevel, FakeProbe
@@ -200,7 +203,7 @@ def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, tmp_p
 
     probe = FakeProbe(960012345, com_ports=[(device.port, 0)], on_reset=boot)
     bench = FakeHighLevel(probe)
-    board = NordicProbeBoard("960012345", api_factory=lambda: bench)
+    board = NordicBoard("960012345", api_factory=lambda: bench)
     assert board.port == device.port  # found from the probe's VCOM0
     result = run(board, options(), tmp_path)
     assert result.outcome == "registered", result.error
@@ -212,7 +215,7 @@ def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, tmp_p
 def test_missing_jlink_library_is_one_clear_line(tmp_path):
     """The real pynrfjprog on this machine: no J-Link libraries installed."""
     with pytest.raises(JLinkMissingError) as info:
-        NordicProbeBoard("960012345").flash(INITIAL_IMAGE, erase=True)
+        NordicBoard("960012345").flash(INITIAL_IMAGE, erase=True)
     message = str(info.value)
     assert "\n" not in message and "APIError" not in message
     assert "segger.com" in message

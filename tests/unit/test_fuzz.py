@@ -36,9 +36,9 @@ from hilprov.board.smp import SmpFileClient
 from hilprov.core.certs import generate_self_signed
 from hilprov.core.config import EndpointConfig, load_config, parse_config
 from hilprov.core.lwm2m import Objlink
+from hilprov.core.plan import with_credentials
 from hilprov.core.senml import VALUE_LABELS, Record, SenmlError, decode, encode_config
 from hilprov.errors import HilprovError
-from hilprov.provisioning import with_credentials
 from hilprov.sim.board import VirtualBoard
 from hilprov.sim.factory_fs import MountTable, RamFs
 from hilprov.sim.pty import PtyLink

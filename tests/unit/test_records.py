@@ -67,17 +67,18 @@ def test_a_crash_leaves_a_truthful_in_progress_row(tmp_path):
     db = tmp_path / "r.sqlite"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from hilprov.station.flow import FlowOptions, ProvisioningFlow, Timeouts
+        from hilprov.board.sim import SimBoard
+        from hilprov.station.flow import Timeouts
         from hilprov.station.records import RecordStore, RecordWriter
+        from tests.unit.flowkit import make_flow
         from hilprov.sim.board import Faults
         from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-        from hilprov.station.runner import SimBoard
         from tests import CONFIGS
         board = SimBoard("sim", faults=Faults(never_register=True))
-        options = FlowOptions(endpoint_cfg=CONFIGS / "endpoint_cfg", initial_hex=INITIAL_IMAGE,
-                              final_hex=FINAL_IMAGE, timeouts=Timeouts(registered=120))
         writer = RecordWriter(RecordStore(Path({str(db)!r})))
-        ProvisioningFlow(board, options, observers=[writer]).run()
+        make_flow(board, endpoint_cfg=CONFIGS / "endpoint_cfg", initial_hex=INITIAL_IMAGE,
+                  final_hex=FINAL_IMAGE, timeouts=Timeouts(registered=120),
+                  observers=[writer]).run()
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(_repo_root()))
     try:

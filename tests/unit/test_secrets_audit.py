@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from hilprov.board.sim import SimBoard
 from hilprov.cli.main import main, ptool_main
 from hilprov.cloud.coiote import CoioteClient
 from hilprov.core.certs import generate_self_signed
@@ -40,11 +41,11 @@ from hilprov.errors import HilprovError
 from hilprov.provisioning import FactoryProvisioning
 from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-from hilprov.station.flow import FlowOptions, ProvisioningFlow, Timeouts
+from hilprov.station.flow import Timeouts
 from hilprov.station.records import RecordStore, RecordWriter
-from hilprov.station.runner import SimBoard
 from pytest_hilprov import support as hil
 from tests import CONFIGS
+from tests.unit.flowkit import make_flow, split
 
 PSK_KEY = b"AUDIT-PSK-KEY-7f3a9c"
 PSK_IDENTITY = b"audit-psk-identity"  # not a secret: Coiote lists it; never searched
@@ -380,19 +381,21 @@ def test_reprs_and_exception_texts_hold_no_secret(tmp_path):
         board = SimBoard("sim", state_dir=tmp_path / "state")
         store = RecordStore(tmp_path / "out" / "records.sqlite")
         writer = RecordWriter(store)
-        options = FlowOptions(endpoint_cfg=cfg, token=TOKEN, initial_hex=INITIAL_IMAGE,
-                              final_hex=FINAL_IMAGE, timeouts=TIMEOUTS, coiote_client=client,
-                              coiote_domain="/embedded/")
+        options = {"endpoint_cfg": cfg, "initial_hex": INITIAL_IMAGE, "final_hex": FINAL_IMAGE,
+                   "timeouts": TIMEOUTS}
         try:
-            flow = ProvisioningFlow(board, options, observers=[writer], log_dir=tmp_path / "out")
+            flow = make_flow(board, client=client, token=TOKEN, observers=[writer],
+                             log_dir=tmp_path / "out", **options)
             result = flow.run()
         finally:
             board.close()
         assert result.outcome == "registered", result.error
-        shown.update(result=result, as_dict=result.as_dict(), options=options, client=client,
+        shown.update(result=result, as_dict=result.as_dict(), options=split(**options),
+                     flow=flow, cloud=flow.cloud, client=client,
                      server=server, writer=writer, store=store, steps=result.steps,
                      endpoint=hil.Endpoint(result.endpoint, result.security_mode, None, result,
-                                           flow.fp.blob),
+                                           flow.build.blob),
+                     build=flow.build, plan=flow.plan,
                      generated=generate_self_signed({"commonName": "x"}, ENDPOINT))
 
         errors: list[HilprovError] = []

@@ -29,6 +29,7 @@ from hilprov.sim.factory_fs import FactoryFs, MountTable, RamFs
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE, make_hex
 from hilprov.sim.runner import spawn_sim
 from hilprov.sim.smp_server import FrameAssembler, FsError, SmpServer, zephyr_tx_lines
+from hilprov.station.app import PROVISION_WRITE_LIMIT
 
 LOG_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\.\d{3},\d{3}\] <(inf|wrn|err)> ([\w]+): (.*)$")
 
@@ -111,7 +112,7 @@ def _ready(boards, ports, *args, **kwargs):
 
 def _provision(port, blob=b"\x81\xa1\x00\x01"):
     client = SmpFileClient(port, timeout=2.0)
-    client.upload(blob, "/factory/provision.cbor")
+    client.upload(blob, "/factory/provision.cbor", max_chunk=PROVISION_WRITE_LIMIT)
     return client.download("/factory/result.txt", timeout=5)
 
 
@@ -330,7 +331,7 @@ def test_already_present_after_provisioning_and_on_a_fresh_board(tmp_path, board
                       "production firmware. Halting.", 5)
     client = SmpFileClient(port, timeout=2)
     with pytest.raises(RemoteNotMounted):
-        client.upload(b"\x81", "/factory/provision.cbor")
+        client.upload(b"\x81", "/factory/provision.cbor", max_chunk=PROVISION_WRITE_LIMIT)
     with pytest.raises(RemoteFileNotFound):
         client.download("/factory/endpoint.txt")
     port.close()
@@ -446,7 +447,8 @@ def test_missing_ready_line(boards, ports):
 def test_eof_after_idle_without_result_stat(boards, ports):
     model = StubModel()
     board, port = _ready(boards, ports, model=model, faults=Faults(eof_idle=0.3))
-    SmpFileClient(port, timeout=2).upload(b"\x81\xa0", "/factory/provision.cbor")
+    SmpFileClient(port, timeout=2).upload(b"\x81\xa0", "/factory/provision.cbor",
+                  max_chunk=PROVISION_WRITE_LIMIT)
     deadline = time.monotonic() + 3
     while not model.blobs and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -7,6 +7,7 @@ from hilprov.board.serial import SerialPort
 from hilprov.board.smp import SmpFileClient
 from hilprov.sim.board import Faults, VirtualBoard
 from hilprov.sim.images import INITIAL_IMAGE
+from hilprov.station.app import PROVISION_WRITE_LIMIT
 from tests.unit.blob_corpus import CORPUS
 
 
@@ -27,7 +28,7 @@ def test_virtual_board_gives_the_spec_verdict(rig, case):
     port.clear()
     board.flash(INITIAL_IMAGE, erase=True)  # a fresh device: one attempt per boot
     port.expect_exact("Device ready for provisioning.", timeout=5)
-    client.upload(case.blob, "/factory/provision.cbor")
+    client.upload(case.blob, "/factory/provision.cbor", max_chunk=PROVISION_WRITE_LIMIT)
     result = client.download("/factory/result.txt", timeout=10).decode()
     assert result == ("0" if case.expected_ok else "-1"), case.expected_log
     assert board.provisioned == case.expected_ok

@@ -24,6 +24,7 @@ from hilprov.board.smp import (
 from hilprov.errors import TransferError
 from hilprov.sim.board import Faults, VirtualBoard
 from hilprov.sim.smp_server import FsError
+from hilprov.station.app import PROVISION_WRITE_LIMIT
 
 # --- framing vectors (smp-notes §2) --------------------------------------------------------
 
@@ -128,7 +129,8 @@ def test_provision_upload_reaches_the_device_intact(rig, size):
     blob = os.urandom(size)
     r.client.params()
     before = r.board.stats["requests"]
-    r.client.upload(blob, "/factory/provision.cbor")  # chunks over 512 B would fail: ENOSPC
+    r.client.upload(blob, "/factory/provision.cbor",
+                    max_chunk=PROVISION_WRITE_LIMIT)  # chunks over 512 B would fail: ENOSPC
     assert r.board.stats["requests"] - before == max(1, -(-size // 512))  # full 512-byte chunks
     assert r.client.download("/factory/result.txt", timeout=5) == (b"0" if size else b"-1")
     assert r.model.blobs == [blob]
@@ -179,10 +181,10 @@ def test_missing_file_is_remote_file_not_found(rig):
 
 def test_second_provisioning_attempt_in_one_boot_is_refused(rig):
     r = rig()
-    r.client.upload(b"\x81\xa0", "/factory/provision.cbor")
+    r.client.upload(b"\x81\xa0", "/factory/provision.cbor", max_chunk=PROVISION_WRITE_LIMIT)
     assert r.client.download("/factory/result.txt", timeout=5) == b"0"
     with pytest.raises(RemoteNotMounted, match="/factory/provision.cbor"):
-        r.client.upload(b"\x81\xa0", "/factory/provision.cbor")
+        r.client.upload(b"\x81\xa0", "/factory/provision.cbor", max_chunk=PROVISION_WRITE_LIMIT)
 
 
 def test_a_lost_answer_to_the_last_provisioning_write_is_not_a_failure(rig):
@@ -192,7 +194,7 @@ def test_a_lost_answer_to_the_last_provisioning_write_is_not_a_failure(rig):
     # that as done; the device's result confirms the blob arrived whole, once.
     r = rig(Faults(drop_responses=frozenset({4}), eof_idle=1.0), timeout=0.3)
     blob = b"\x81" + os.urandom(1199)
-    r.client.upload(blob, "/factory/provision.cbor")
+    r.client.upload(blob, "/factory/provision.cbor", max_chunk=PROVISION_WRITE_LIMIT)
     assert r.board.stats["responses lost (fault injection)"] == 1
     assert r.client.download("/factory/result.txt", timeout=5) == b"0"
     assert r.model.blobs == [blob]
@@ -243,7 +245,8 @@ def test_reset_in_the_middle_of_provisioning_ends_clearly(rig):
     r = rig(Faults(reset_after_provision_bytes=1000), timeout=0.5, retries=2)
     started = time.monotonic()
     with pytest.raises(TransferError) as info:
-        r.client.upload(os.urandom(3000), "/factory/provision.cbor")
+        r.client.upload(os.urandom(3000), "/factory/provision.cbor",
+                        max_chunk=PROVISION_WRITE_LIMIT)
     assert time.monotonic() - started < 5
     assert "/factory/provision.cbor" in str(info.value)
     r.port.expect_exact("Device ready for provisioning.", 5)  # the device rebooted

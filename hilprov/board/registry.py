@@ -1,0 +1,120 @@
+"""Board kinds by `--board` spec: each kind is one entry (how its spec looks, how to open it), so
+`sim`, a J-Link serial number and later `labgrid:PLACE` are table rows, not `if` chains."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hilprov.board.base import Board
+from hilprov.errors import BoardError, ConfigError
+
+log = logging.getLogger(__name__)
+
+SIM = "sim"
+SIM_IMEI_BASE = 351234567890123  # virtual board n gets IMEI base + n - 1: distinct endpoints
+
+
+@dataclass(frozen=True)
+class BoardOptions:
+    """What opening a board may use besides its spec."""
+
+    port: str | None = None  # --port: the console, overriding the probe's VCOM
+    baudrate: int = 115200
+    emulate_baud: bool = False  # virtual boards: bytes take their wire time
+    state_root: Path | None = None  # virtual boards: where their flash is kept
+    cloud: object | None = None  # virtual boards: the CloudView their LwM2M server asks
+    first_sim: int = 1  # number of the first virtual board (names sim-N, distinct IMEIs)
+
+
+@dataclass(frozen=True)
+class BoardKind:
+    name: str
+    form: str  # the spec as users write it, for help and errors
+    matches: Callable[[str], bool]
+    open: Callable[[str, str, int, BoardOptions], Board]  # (spec, name, sim number, options)
+
+
+def _open_sim(spec: str, name: str, number: int, options: BoardOptions) -> Board:
+    from hilprov.board.sim import SimBoard
+
+    state = options.state_root / name if options.state_root else None
+    return SimBoard(name, state_dir=state, baudrate=options.baudrate,
+                    emulate_baud=options.emulate_baud, cloud=options.cloud,
+                    imei=str(SIM_IMEI_BASE + number - 1))
+
+
+def _open_nordic(spec: str, name: str, number: int, options: BoardOptions) -> Board:
+    from hilprov.board.nordic import NordicBoard
+
+    return NordicBoard(spec, options.port, options.baudrate)
+
+
+KINDS: tuple[BoardKind, ...] = (
+    BoardKind("sim", SIM, lambda spec: spec == SIM, _open_sim),
+    BoardKind("nordic", "<J-Link serial number>",
+              lambda spec: re.fullmatch(r"\d+", spec) is not None, _open_nordic),
+)
+
+
+def kind_of(spec: str) -> BoardKind:
+    """The kind a spec names; ConfigError listing the accepted forms otherwise."""
+    for kind in KINDS:
+        if kind.matches(spec):
+            return kind
+    raise ConfigError(f"--board {spec!r}: expected one of {accepted_forms()}")
+
+
+def accepted_forms() -> str:
+    return ", ".join(kind.form for kind in KINDS)
+
+
+def check_spec(spec: str) -> str:
+    """`spec` itself if some board kind takes it (for option parsing)."""
+    kind_of(spec)
+    return spec
+
+
+def open_boards(specs: Sequence[str], options: BoardOptions) -> list[Board]:
+    """Boards for the `--board` values; with none, `--port` alone names one device. All are
+    closed again if any of them cannot be opened."""
+    if not specs:
+        if options.port is None:
+            return []
+        from hilprov.board.port import PortBoard
+
+        return [PortBoard(options.port, options.port, options.baudrate)]
+    if options.port is not None and len(specs) > 1:
+        raise ConfigError("--port names one serial port: it cannot be used with several --board")
+    kinds = [kind_of(spec) for spec in specs]
+    sims = sum(1 for kind in kinds if kind.name == "sim")
+    boards: list[Board] = []
+    try:
+        number = options.first_sim
+        for spec, kind in zip(specs, kinds, strict=True):
+            if kind.name != "sim":
+                boards.append(kind.open(spec, spec, 0, options))
+                continue
+            name = SIM if sims == 1 and options.first_sim == 1 else f"sim-{number}"
+            boards.append(kind.open(spec, name, number, options))
+            number += 1
+        names = [b.name for b in boards]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the same board is given twice: {', '.join(names)}")
+    except BaseException:
+        close_all(boards)
+        raise
+    return boards
+
+
+def close_all(boards: Sequence[Board]) -> None:
+    """Close every board; a failure to close one is logged, not raised (it must not hide the
+    outcome)."""
+    for board in boards:
+        try:
+            board.close()
+        except BoardError as exc:
+            log.warning("closing board %s: %s", board.name, exc)

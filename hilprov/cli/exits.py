@@ -1,0 +1,46 @@
+"""Errors to lines and exit codes: the library raises typed HilprovErrors, each class has one
+documented exit code, and a command prints one line per problem, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from hilprov.errors import EXIT_CODES, HilprovError, ValidationError
+
+log = logging.getLogger("hilprov")
+
+EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def guarded(func: Callable[..., int], args, prog: str) -> int:
+    """Run a command: a HilprovError becomes its lines and exit code, never a traceback."""
+    try:
+        return func(args)
+    except HilprovError as exc:
+        print_error(prog, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, the traceback only with -v
+        log.debug("internal error", exc_info=True)
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} (this is a bug; run with -v "
+              "and report it)", file=sys.stderr)
+        return 1
+
+
+def print_error(prog: str, exc: HilprovError, where: str = "") -> None:
+    """`prog: kind: [where] line` for each line of `exc`."""
+    head = f"[{where}] " if where else ""
+    for index, line in enumerate(error_lines(exc)):
+        print(f"{prog}: {exc.kind}: {head if index == 0 else ''}{line}", file=sys.stderr)
+
+
+def error_lines(exc: HilprovError) -> list[str]:
+    problems = getattr(exc, "problems", None)
+    if not problems:
+        return [str(exc)]
+    head = [str(exc)] if isinstance(exc, ValidationError) else []
+    return head + [str(p) for p in problems]

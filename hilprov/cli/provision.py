@@ -1,0 +1,121 @@
+"""`ptool` / `hilprov provision`: the station flow on every `--board`, or without a board (the
+seed's behaviour: build, validate and write the blob, onboard when asked) — one sequence."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from hilprov.board import registry
+from hilprov.cli.exits import print_error
+from hilprov.cli.progress import ProgressPrinter
+from hilprov.cloud import coiote
+from hilprov.errors import HilprovError
+from hilprov.settings import Settings, from_cli
+from hilprov.station import cloud as clouds
+from hilprov.station.flow import DEFAULT_BLOB, FlowObserver, FlowResult, StepRecord
+from hilprov.station.records import RecordStore, RecordWriter
+from hilprov.station.runner import run_flows
+from hilprov.station.states import StepStatus
+
+log = logging.getLogger("hilprov")
+
+TOKEN_SOURCES = "a token (COIOTE_TOKEN, --token-file or -t)"
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    settings = from_cli(args)
+    token = coiote.resolve_token(settings.token, settings.token_file)
+    with contextlib.ExitStack() as stack:
+        cloud, why_not = _cloud(settings, token, stack)
+        if settings.has_board:
+            options = settings.board_options(cloud=cloud.view() if cloud else None)
+            boards = registry.open_boards(settings.board, options)
+            stack.callback(registry.close_all, boards)
+            printer = ProgressPrinter(prefix=len(boards) > 1 or args.verbose)
+            observers: list[FlowObserver] = [RecordWriter(RecordStore(settings.records))]
+            if not args.quiet:
+                observers.insert(0, printer)
+            run_dir = Path(settings.log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        else:
+            boards, observers, run_dir = [None], [SeedReporter(settings, why_not)], None
+        results = run_flows(boards, settings.inputs(), settings.run_options(), cloud=cloud,
+                            cloud_missing=why_not, observers=observers, log_dir=run_dir)
+    return _report(args, settings, results)
+
+
+def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
+           ) -> tuple[clouds.CloudTarget | None, str]:
+    """Where to onboard, or (None, why not). Without a board the seed's rule holds: onboard only
+    with a server, a token and an endpoint name."""
+    if settings.server is not None and token:
+        if settings.has_board or settings.endpoint_name:
+            return stack.enter_context(clouds.remote_coiote(settings.server, token)), ""
+        return None, "not registering in Coiote: missing an endpoint name (-e)"
+    if settings.server is None and settings.has_board and settings.all_sim:
+        # No -s with virtual boards: onboard in a local Coiote-compatible server, and let the
+        # boards register only if it knows them (spec §7 semantics).
+        target = stack.enter_context(clouds.local_coiote())
+        log.info("no -s given: onboarding in a local Coiote-compatible server at %s", target.url)
+        return target, ""
+    missing = [what for what, value in (("-s server.json", settings.server),
+                                        (TOKEN_SOURCES, token),
+                                        ("an endpoint name (-e)",
+                                         settings.endpoint_name or settings.has_board))
+               if not value]
+    if settings.server or settings.token or settings.token_file:
+        return None, f"not registering in Coiote: missing {' and '.join(missing)}"
+    return None, "no Coiote server given (-s)"
+
+
+class SeedReporter(FlowObserver):
+    """The seed tool's messages for a run without a board."""
+
+    def __init__(self, settings: Settings, cloud_missing: str) -> None:
+        self.output = settings.output or DEFAULT_BLOB
+        self.cert_dir = settings.cert_dir
+        self.warn_skip = bool(settings.server or settings.token or settings.token_file)
+        self.cloud_missing = cloud_missing
+
+    def step_started(self, result: FlowResult, step: StepRecord) -> None:
+        if step.name == "build-blob":
+            log.info('Security Mode set to "%s"', result.security_mode or "unknown")
+            log.info("Serializing endpoint configuration...")
+        elif step.name == "onboard":
+            log.info("Registering endpoint %r in Coiote...", result.endpoint)
+
+    def step_finished(self, result: FlowResult, step: StepRecord) -> None:
+        if step.status == StepStatus.SKIPPED:
+            if step.name == "onboard" and self.warn_skip:
+                log.warning("%s", step.detail)
+            return
+        if step.status != StepStatus.OK:
+            return
+        if step.name == "build-blob":
+            if result.cert_fingerprint and any(Path(p).parent == Path(self.cert_dir)
+                                               for p in result.written):
+                log.info("Certificates generated in %s/", self.cert_dir)
+            log.info("SenML CBOR blob created: %s (%d bytes)", self.output, result.blob_size)
+        elif step.name == "onboard":
+            log.info('Device "%s" %s', result.endpoint, result.coiote)
+
+
+def _report(args: argparse.Namespace, settings: Settings, results: list[FlowResult]) -> int:
+    if settings.json:
+        print(json.dumps({"results": [r.as_dict() for r in results]}, indent=2))
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        where = result.board if result.board_kind != "none" else ""
+        if isinstance(result.exception, HilprovError):
+            print_error(args.prog, result.exception, where)
+        else:
+            print(f"{args.prog}: {result.error_kind}: [{where}] {result.error}", file=sys.stderr)
+        if result.log_path:
+            print(f"{args.prog}: serial log of {result.board}: {result.log_path}",
+                  file=sys.stderr)
+    return failed[0].exit_code if failed else 0
