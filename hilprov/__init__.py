@@ -13,11 +13,10 @@ from hilprov.errors import (
     TransferError,
     ValidationError,
 )
-
-__version__ = "0.1.0"
+from hilprov.version import __version__
 
 __all__ = [
-    "FactoryProvisioning", "OID", "RID", "Objlink", "SecurityMode",
+    "__version__", "FactoryProvisioning", "OID", "RID", "Objlink", "SecurityMode",
     "HilprovError", "ConfigError", "ValidationError", "CertificateError", "CloudError",
     "BoardError", "TransferError", "DeviceRejectedError", "AlreadyProvisionedError",
     "NotRegisteredError",

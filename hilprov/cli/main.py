@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from hilprov import __version__
 from hilprov.cli import commands
 from hilprov.cli.exits import EPILOG, guarded
 from hilprov.cli.logs import add_verbosity, logging_for
 from hilprov.core.profile import DEFAULT_PROFILE, PROFILES
+from hilprov.version import __version__
 
 
 def _formatter(prog):

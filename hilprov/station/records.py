@@ -20,10 +20,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hilprov import __version__
 from hilprov.errors import ConfigError, RecordsError
 from hilprov.station.flow import FlowObserver, FlowResult, StepRecord
 from hilprov.station.states import Outcome, StepStatus, sql_list
+from hilprov.version import __version__
 
 log = logging.getLogger("hilprov.station.records")
 
