@@ -16,6 +16,7 @@ reply right after the prompt it printed for our newline) ends that console line.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import queue
 import re
@@ -118,15 +119,11 @@ class SerialPort:
         self._stop.set()
         cancel = getattr(self._serial, "cancel_read", None)
         if cancel is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort while closing
                 cancel()
-            except Exception:  # noqa: BLE001 - best effort while closing
-                pass
         self._thread.join(timeout=2.0)
-        try:
+        with contextlib.suppress(serial.SerialException, OSError):
             self._serial.close()
-        except (serial.SerialException, OSError):
-            pass
         with self._cond:
             if self._partial:
                 self._finish_console_line()
@@ -382,15 +379,11 @@ class SerialPort:
         log.info("%s%s", self._prefix, text)
         if self._log_file is not None:
             when = datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._log_file.write(f"[{when}] {text}\n")
-            except (OSError, ValueError):
-                pass
 
     def _close_log(self) -> None:
         if self._log_file is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._log_file.close()
-            except OSError:
-                pass
             self._log_file = None

@@ -85,7 +85,23 @@ def parse_server_info(data: Any, source: str = "server info") -> ServerInfo:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
                           f"{', '.join(known)}{hint}")
 
-    url = data.get("url", DEFAULT_URL)
+    url, url_port = _parse_url(data.get("url", DEFAULT_URL), source)
+    port: int | None
+    if "port" in data:
+        port = _parse_port(data["port"], source)
+        if url_port is not None:
+            if url_port != port:
+                raise ConfigError(f"{source}: url {url!r} has port {url_port} but port is {port}; "
+                                  "give the port in one place only")
+            port = None  # already in the url
+    else:
+        port = None if url_port is not None else DEFAULT_PORT
+    return ServerInfo(url=url, port=port, domain=_parse_domain(data.get("domain"), source),
+                      source=source)
+
+
+def _parse_url(url: Any, source: str) -> tuple[str, int | None]:
+    """The base URL without a trailing slash, and the port it carries (None if none)."""
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{source}: url must be a non-empty string like {DEFAULT_URL!r}")
     url = url.rstrip("/")
@@ -98,28 +114,18 @@ def parse_server_info(data: Any, source: str = "server info") -> ServerInfo:
     if parts.username or parts.password:
         raise ConfigError(f"{source}: url must not carry credentials; use a token instead")
     try:
-        url_port = parts.port
+        return url, parts.port
     except ValueError:
         raise ConfigError(f"{source}: url {url!r} has an invalid port") from None
 
-    port: int | None
-    if "port" in data:
-        port = _parse_port(data["port"], source)
-        if url_port is not None:
-            if url_port != port:
-                raise ConfigError(f"{source}: url {url!r} has port {url_port} but port is {port}; "
-                                  "give the port in one place only")
-            port = None  # already in the url
-    else:
-        port = None if url_port is not None else DEFAULT_PORT
 
-    domain = data.get("domain")
+def _parse_domain(domain: Any, source: str) -> str:
     if domain is None:
         raise ConfigError(f"{source}: domain is required (e.g. \"/embedded/\")")
     if not isinstance(domain, str) or not domain.startswith("/") or not domain.endswith("/"):
         raise ConfigError(f"{source}: domain must start and end with '/' (e.g. \"/embedded/\"), "
                           f"got {domain!r}")
-    return ServerInfo(url=url, port=port, domain=domain, source=source)
+    return domain
 
 
 def _parse_port(value: Any, source: str) -> int:

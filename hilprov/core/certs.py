@@ -11,6 +11,7 @@ a message or repr, and the key file is created with mode 0600 from its first byt
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -123,16 +124,7 @@ def validate_cert_info(info: Any, source: str = "cert_info") -> None:
     if unknown:
         raise CertificateError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
                                f"known keys: {', '.join(KNOWN_FIELDS)}")
-    for key in SUBJECT_FIELDS:
-        if key in info:
-            value = info[key]
-            if not isinstance(value, str) or not value:
-                raise CertificateError(f"{source}: {key} must be a non-empty string, "
-                                       f"got {_describe(value)}")
-    country = info.get("countryName")
-    if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
-        raise CertificateError(f"{source}: countryName must be a 2-letter country code "
-                               f"(e.g. 'PL'), got {country!r}")
+    _check_subject(info, source)
     _check_int(info, "serialNumber", source, minimum=1)
     if "validityOffsetInSeconds" in info:
         value = info["validityOffsetInSeconds"]
@@ -143,16 +135,32 @@ def validate_cert_info(info: Any, source: str = "cert_info") -> None:
         raise CertificateError(f"{source}: RSAKeyLen and ellipticCurve are mutually exclusive; "
                                "keep the one for the key type you want")
     _check_int(info, "RSAKeyLen", source, minimum=RSA_MIN_BITS, maximum=RSA_MAX_BITS)
-    if "ellipticCurve" in info:
-        curve = info["ellipticCurve"]
-        if not isinstance(curve, str) or _lookup(curve, supported_curves()) is None:
-            raise CertificateError(f"{source}: ellipticCurve {_describe(curve)} is not supported "
-                                   f"here; use one of {', '.join(sorted(supported_curves()))}")
-    if "digest" in info:
-        digest = info["digest"]
-        if not isinstance(digest, str) or _lookup(digest, supported_digests()) is None:
-            raise CertificateError(f"{source}: digest {_describe(digest)} cannot sign certificates"
-                                   f" here; use one of {', '.join(sorted(supported_digests()))}")
+    _check_algorithm(info, "ellipticCurve", supported_curves(), source, "is not supported here")
+    _check_algorithm(info, "digest", supported_digests(), source,
+                     "cannot sign certificates here")
+
+
+def _check_subject(info: dict, source: str) -> None:
+    for key in SUBJECT_FIELDS:
+        if key in info:
+            value = info[key]
+            if not isinstance(value, str) or not value:
+                raise CertificateError(f"{source}: {key} must be a non-empty string, "
+                                       f"got {_describe(value)}")
+    country = info.get("countryName")
+    if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
+        raise CertificateError(f"{source}: countryName must be a 2-letter country code "
+                               f"(e.g. 'PL'), got {country!r}")
+
+
+def _check_algorithm(info: dict, key: str, table: Mapping[str, Any], source: str,
+                     refusal: str) -> None:
+    if key not in info:
+        return
+    name = info[key]
+    if not isinstance(name, str) or _lookup(name, table) is None:
+        raise CertificateError(f"{source}: {key} {_describe(name)} {refusal}; use one of "
+                               f"{', '.join(sorted(table))}")
 
 
 def _check_int(info: dict, key: str, source: str, *, minimum: int,
@@ -321,10 +329,8 @@ def _write_temp(directory: Path, name: str, data: bytes, mode: int) -> Path:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 # -- loading user-supplied certificates and keys ----------------------------------------------

@@ -40,16 +40,7 @@ def read_intel_hex(path: str | Path) -> HexImage:
         if not line:
             continue
         where = f"{path}: line {number}"
-        if not line.startswith(":"):
-            raise BoardError(f"{where}: not an Intel HEX record (lines must start with ':')")
-        try:
-            record = bytes.fromhex(line[1:])
-        except ValueError:
-            raise BoardError(f"{where}: not hexadecimal") from None
-        if len(record) < 5 or len(record) != record[0] + 5:
-            raise BoardError(f"{where}: record length does not match its byte count")
-        if sum(record) & 0xFF:
-            raise BoardError(f"{where}: checksum mismatch (corrupted file?)")
+        record = _record(line, where)
         kind, payload = record[3], record[4:-1]
         if kind == 0x00 and payload:
             address = base + (record[1] << 8 | record[2])
@@ -64,3 +55,18 @@ def read_intel_hex(path: str | Path) -> HexImage:
         elif kind not in (0x03, 0x05):
             raise BoardError(f"{where}: unknown or malformed record type {kind:02X}")
     raise BoardError(f"{path}: Intel HEX file has no end-of-file record (truncated?)")
+
+
+def _record(line: str, where: str) -> bytes:
+    """The bytes of one `:`-record, its length and checksum checked."""
+    if not line.startswith(":"):
+        raise BoardError(f"{where}: not an Intel HEX record (lines must start with ':')")
+    try:
+        record = bytes.fromhex(line[1:])
+    except ValueError:
+        raise BoardError(f"{where}: not hexadecimal") from None
+    if len(record) < 5 or len(record) != record[0] + 5:
+        raise BoardError(f"{where}: record length does not match its byte count")
+    if sum(record) & 0xFF:
+        raise BoardError(f"{where}: checksum mismatch (corrupted file?)")
+    return record

@@ -215,21 +215,7 @@ class _Checker:
                              f"provisioning: {why}")
             return
         if isinstance(value, dict):
-            if not rule.multiple:
-                self.warn(path, f"{lwm2m.resource_name(oid, rid)} is a single-instance "
-                                "resource: the device ignores the resource instance IDs and "
-                                "keeps the last value")
-                for riid, inner in value.items():
-                    stored = self._check_value(path + (riid,), inner, rule)
-                    if stored is not _BAD:
-                        inst[rid] = stored
-                return
-            for riid, inner in value.items():
-                if not 0 <= riid <= MAX_ID:
-                    continue  # reported by common()
-                stored = self._check_value(path + (riid,), inner, rule)
-                if stored is not _BAD:
-                    inst.setdefault(rid, {})[riid] = stored
+            self._write_instances(path, value, rule, inst)
             return
         if rule.multiple:
             # The device calls the write handler directly with "no RIID" (65535) as the ID.
@@ -253,6 +239,25 @@ class _Checker:
                                 f"{truncated}")
             stored = truncated
         inst[rid] = stored
+
+    def _write_instances(self, path, values: dict, rule: Writable, inst) -> None:
+        """`{riid: value}`: resource instances, or on a single-instance resource the last one."""
+        rid = path[2]
+        if not rule.multiple:
+            self.warn(path, f"{lwm2m.resource_name(path[0], rid)} is a single-instance "
+                            "resource: the device ignores the resource instance IDs and keeps "
+                            "the last value")
+            for riid, inner in values.items():
+                stored = self._check_value(path + (riid,), inner, rule)
+                if stored is not _BAD:
+                    inst[rid] = stored
+            return
+        for riid, inner in values.items():
+            if not 0 <= riid <= MAX_ID:
+                continue  # reported by common()
+            stored = self._check_value(path + (riid,), inner, rule)
+            if stored is not _BAD:
+                inst.setdefault(rid, {})[riid] = stored
 
     def _check_value(self, path, value, rule: Writable):
         """The value as the device stores it, or _BAD after reporting why it is refused."""
@@ -318,17 +323,7 @@ class _Checker:
             self.error(path, "missing mandatory 'Short Server ID' (/0/x/10); only a Bootstrap-"
                              "Server account may omit it")
         if isinstance(uri, str):
-            scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-            if scheme not in URI_SCHEMES:
-                self.error(path + (0,), f"unsupported URI scheme in {uri!r}; expected one of "
-                                        + ", ".join(URI_SCHEMES))
-            elif scheme != "tel":
-                secure = scheme.startswith("coaps")
-                if mode == 3 and secure:
-                    self.error(path + (0,), f"NoSec mode (3) needs a coap:// URI, found {uri!r}")
-                elif mode in (0, 2, 4) and not secure:
-                    self.error(path + (0,), f"{MODE_NAMES[mode]} mode ({mode}) needs a "
-                                            f"coaps:// URI, found {uri!r}")
+            self._uri_scheme(path, uri, mode)
         if mode in (0, 2):
             for rid, what in ((3, "PKOrIdentity"), (5, "SecretKey")):
                 if not inst.get(rid):
@@ -342,6 +337,22 @@ class _Checker:
             self.error(path + (13,), "Matching Type 2 (SHA-384) is not supported by the device")
         if 2 not in inst and not mode_refused:
             self.warn(path, "Security Mode (/0/x/2) is not set: the device assumes 0 (PSK)")
+
+    def _uri_scheme(self, path, uri: str, mode) -> None:
+        """The URI scheme must be one Anjay knows and fit the security mode (spec §4.3)."""
+        scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+        if scheme not in URI_SCHEMES:
+            self.error(path + (0,), f"unsupported URI scheme in {uri!r}; expected one of "
+                                    + ", ".join(URI_SCHEMES))
+            return
+        if scheme == "tel":
+            return
+        secure = scheme.startswith("coaps")
+        if mode == 3 and secure:
+            self.error(path + (0,), f"NoSec mode (3) needs a coap:// URI, found {uri!r}")
+        elif mode in (0, 2, 4) and not secure:
+            self.error(path + (0,), f"{MODE_NAMES[mode]} mode ({mode}) needs a coaps:// URI, "
+                                    f"found {uri!r}")
 
     def _security_object(self, security) -> None:
         bootstraps = [iid for iid, inst in security.items() if inst.get(1) is True]

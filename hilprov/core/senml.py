@@ -101,32 +101,37 @@ def decode(blob: bytes) -> list[Record]:
     records = []
     base = ""
     for index, item in enumerate(top, start=1):
-        where = f"record {index}"
-        if not isinstance(item, dict):
-            raise SenmlError(f"{where}: {type(item).__name__}, expected a map")
-        for key in item:
-            if key not in LABEL_NAMES:
-                raise SenmlError(f"{where}: unsupported label {key!r}")
-            if key in (BASE_TIME, TIME):
-                raise SenmlError(f"{where}: label {LABEL_NAMES[key]} ({key}) is not accepted "
-                                 "by Anjay's reader")
-        if BASE_NAME in item:
-            if not isinstance(item[BASE_NAME], str):
-                raise SenmlError(f"{where}: base name is not text")
-            base = item[BASE_NAME]
-        name = item.get(NAME, "")
-        if not isinstance(name, str):
-            raise SenmlError(f"{where}: name is {type(name).__name__}, expected text")
-        if NAME not in item and BASE_NAME not in item:
-            raise SenmlError(f"{where}: no name and no base name")
-        labels = [k for k in item if k in VALUE_LABELS]
-        if len(labels) != 1:
-            raise SenmlError(f"{where}: {len(labels)} value labels, expected exactly one")
-        label = labels[0]
-        value = item[label]
-        _check_value(where, label, value)
-        records.append(Record(base + name, label, value))
+        record, base = _record(f"record {index}", item, base)
+        records.append(record)
     return records
+
+
+def _record(where: str, item, base: str) -> tuple[Record, str]:
+    """One record with the base name in force applied, and the base name for the next one (a
+    `bn` here replaces it)."""
+    if not isinstance(item, dict):
+        raise SenmlError(f"{where}: {type(item).__name__}, expected a map")
+    for key in item:
+        if key not in LABEL_NAMES:
+            raise SenmlError(f"{where}: unsupported label {key!r}")
+        if key in (BASE_TIME, TIME):
+            raise SenmlError(f"{where}: label {LABEL_NAMES[key]} ({key}) is not accepted "
+                             "by Anjay's reader")
+    if BASE_NAME in item:
+        if not isinstance(item[BASE_NAME], str):
+            raise SenmlError(f"{where}: base name is not text")
+        base = item[BASE_NAME]
+    name = item.get(NAME, "")
+    if not isinstance(name, str):
+        raise SenmlError(f"{where}: name is {type(name).__name__}, expected text")
+    if NAME not in item and BASE_NAME not in item:
+        raise SenmlError(f"{where}: no name and no base name")
+    labels = [k for k in item if k in VALUE_LABELS]
+    if len(labels) != 1:
+        raise SenmlError(f"{where}: {len(labels)} value labels, expected exactly one")
+    label = labels[0]
+    _check_value(where, label, item[label])
+    return Record(base + name, label, item[label]), base
 
 
 def _check_value(where: str, label, value) -> None:

@@ -127,9 +127,9 @@ def test_est_devices_are_created_in_cert_mode_and_stay_idempotent(server, client
 
 
 def test_wrong_token_is_401_and_never_recorded(server):
-    with CoioteClient(server.url, "wrong-token", timeout=2.0) as bad:
-        with pytest.raises(CloudError) as caught:
-            bad.register_device("ep-1", "/embedded/", "psk", b"ep-1", PSK)
+    with CoioteClient(server.url, "wrong-token", timeout=2.0) as bad, \
+            pytest.raises(CloudError) as caught:
+        bad.register_device("ep-1", "/embedded/", "psk", b"ep-1", PSK)
     assert caught.value.status == 401 and "token" in str(caught.value)
     assert "wrong-token" not in str(caught.value)
     assert server.devices == {}
@@ -183,9 +183,9 @@ def test_slow_server_fails_within_the_time_budget(server, sleeps):
     server.inject(delay=5.0, times=20)
     started = time.monotonic()
     with CoioteClient(server.url, TOKEN, timeout=0.25, max_attempts=20, max_total_time=1.0,
-                      backoff_base=0.01, jitter=0.0, sleep=sleeps) as impatient:
-        with pytest.raises(CloudError) as caught:
-            impatient.register_device("ep-1", "/embedded/", "nosec", None, None)
+                      backoff_base=0.01, jitter=0.0, sleep=sleeps) as impatient, \
+            pytest.raises(CloudError) as caught:
+        impatient.register_device("ep-1", "/embedded/", "nosec", None, None)
     elapsed = time.monotonic() - started
     assert elapsed < 2.0, f"the 1 s budget was overrun: {elapsed:.2f} s"
     assert "Timeout" in str(caught.value) and caught.value.status is None
@@ -327,13 +327,13 @@ def test_missing_bearer_is_401_with_empty_body(server):
 
 
 def test_domain_restriction_is_403():
-    with CoioteServer(TOKEN, domains=["/allowed/"]) as restricted:
-        with CoioteClient(restricted.url, TOKEN, timeout=2.0) as client:
-            with pytest.raises(CloudError) as caught:
-                client.register_device("ep-1", "/other/", "nosec", None, None)
-            assert caught.value.status == 403
-            assert client.register_device("ep-1", "/allowed/sub/", "nosec", None,
-                                          None).status == "created"
+    with CoioteServer(TOKEN, domains=["/allowed/"]) as restricted, \
+            CoioteClient(restricted.url, TOKEN, timeout=2.0) as client:
+        with pytest.raises(CloudError) as caught:
+            client.register_device("ep-1", "/other/", "nosec", None, None)
+        assert caught.value.status == 403
+        assert client.register_device("ep-1", "/allowed/sub/", "nosec", None,
+                                      None).status == "created"
 
 
 def test_unknown_route_is_404(server):

@@ -17,7 +17,8 @@ from hilprov.core.senml import (
 )
 from tests import CONFIGS
 
-EXAMPLE_A = bytes.fromhex("".join("""
+# Spec example A, one record per line as the spec prints it (fromhex skips the whitespace).
+EXAMPLE_A = bytes.fromhex("""
 8a
 a200662f302f312f3003782263 6f6170733a2f2f65752e696f742e617673797374656d2e636c6f75643a35363834
 a200662f302f312f3104f4
@@ -29,7 +30,7 @@ a200662f312f312f300201
 a200662f312f312f31021a00015180
 a200662f312f312f3604f4
 a200662f312f312f37036155
-""".split()))
+""")
 
 
 def blob(text: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -29,10 +30,8 @@ def pty_pair():
     tty.setraw(slave)
     yield master, os.ttyname(slave)
     for fd in (master, slave):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
 
 def test_console_lines_and_smp_lines_are_split(loop):
