@@ -250,6 +250,19 @@ def test_provision_over_a_port_only_then_records_list_and_export(workdir, sim_pr
 
 
 def test_probes_without_the_jlink_software_is_one_line_and_exit_7(capsys):
-    assert main(["probes"]) == 7
+    assert main(["probes"]) == 7  # conftest: a station without the J-Link software
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "https://www.segger.com/downloads/jlink/" in err
+
+
+def test_probes_lists_every_connected_probe_with_its_family_and_ports(monkeypatch, capsys):
+    from hilprov.board import nordic
+    from tests.unit.fake_pynrfjprog import FakeHighLevel, FakeProbe
+
+    bench = FakeHighLevel(FakeProbe(960012345, com_ports=[("/dev/ttyACM1", 1),
+                                                          ("/dev/ttyACM0", 0)]))
+    monkeypatch.setattr(nordic, "_load_highlevel", lambda: bench)
+    assert main(["probes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"serial_number": "960012345", "family": "nrf91",
+         "vcom_ports": ["/dev/ttyACM0", "/dev/ttyACM1"]}]

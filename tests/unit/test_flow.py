@@ -213,7 +213,7 @@ def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, tmp_p
 
 
 def test_missing_jlink_library_is_one_clear_line(tmp_path):
-    """The real pynrfjprog on this machine: no J-Link libraries installed."""
+    """A station without the J-Link libraries (tests/unit/conftest.py puts every test there)."""
     with pytest.raises(JLinkMissingError) as info:
         NordicBoard("960012345").flash(INITIAL_IMAGE, erase=True)
     message = str(info.value)
