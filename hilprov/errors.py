@@ -7,12 +7,21 @@ never carry secrets (tokens, PSKs, private keys): callers build them from names 
 
 from __future__ import annotations
 
+import signal
+
 
 class HilprovError(Exception):
     """Base of every error hilprov raises on purpose."""
 
     exit_code = 1
     kind = "error"
+
+
+class UsageError(HilprovError):
+    """Options that contradict each other or a value an option does not take (exit 2)."""
+
+    exit_code = 2
+    kind = "usage error"
 
 
 class ConfigError(HilprovError):
@@ -115,10 +124,31 @@ class RecordsError(HilprovError):
     kind = "records error"
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the run stops where it is (exit 128 + the signal number)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Interrupted:
+        """`exc` as an Interrupted (a plain KeyboardInterrupt is SIGINT)."""
+        return exc if isinstance(exc, Interrupted) else cls(signal.SIGINT)
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "internal error (a bug: please report it with the log)",
-    2: "usage error (bad command-line arguments)",
+    UsageError.exit_code: "usage error (bad or contradicting options)",
     ConfigError.exit_code: "configuration error (unreadable or unparsable input)",
     ValidationError.exit_code: "validation failed (the device would reject the configuration)",
     CertificateError.exit_code: "certificate error",
@@ -129,4 +159,5 @@ EXIT_CODES: dict[int, str] = {
     AlreadyProvisionedError.exit_code: "device already provisioned",
     NotRegisteredError.exit_code: "restored but did not register",
     RecordsError.exit_code: "records database error",
+    130: "interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM); the attempt is recorded",
 }

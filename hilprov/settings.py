@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hilprov.board import registry
-from hilprov.core import plan, profile
-from hilprov.errors import ConfigError, HilprovError
+from hilprov.core import credentials, plan, profile
+from hilprov.errors import ConfigError, UsageError
 from hilprov.station.flow import STEP_NAMES, RunOptions
 
 SEED = "seed-compatible options (ptool)"
@@ -31,11 +31,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class SettingError(HilprovError):
-    """A setting has a value it does not accept; a usage error (exit 2, pytest.UsageError)."""
-
-    exit_code = 2
-    kind = "usage error"
+class SettingError(UsageError):
+    """A setting has a value it does not accept (exit 2; a pytest.UsageError in the plugin)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +102,15 @@ def board_spec(text: str) -> str:
             from None
 
 
+def psk_identity(text: str) -> str:
+    return credentials.parse_identity(text).text
+
+
+def psk_key(text: str) -> str:
+    credentials.parse_key(text)
+    return text
+
+
 def flag_value(text: str) -> bool:
     folded = str(text).strip().lower()
     if folded in _TRUE:
@@ -145,6 +151,18 @@ class Settings:
         None, "server certificate (DER or PEM)", cli=("-p", "--scert"),
         pytest="--hil-server-cert", metavar="FILE", parse=Path, group=SEED)
     # -- hilprov's own ----------------------------------------------------------------------------
+    psk_identity: str | None = setting(
+        None, "give every device its own PSK identity (/0/x/3): {endpoint} and {imei} expand, "
+        "anything else is literal, e.g. '{endpoint}'", cli=("--psk-identity",),
+        pytest="--hil-psk-identity", metavar="TEMPLATE", parse=psk_identity)
+    psk_key: str | None = setting(
+        None, "give every device its own PSK key (/0/x/5): random = 16 bytes from a secure "
+        "source, random:N = N bytes", cli=("--psk-key",), pytest="--hil-psk-key",
+        metavar="random[:N]", parse=psk_key)
+    secrets_out: Path | None = setting(
+        None, "save each device's generated secrets (PSK key, private key) here: one file per "
+        "endpoint, mode 0600, in a 0700 directory", cli=("--secrets-out",),
+        pytest="--hil-keep-secrets", metavar="DIR", parse=Path)
     output: Path | None = setting(
         None, "where to write the blob (default: ./SenMLCBOR; with a board, only when given)",
         cli=("--output",), metavar="PATH", parse=Path)
@@ -229,7 +247,8 @@ class Settings:
         """The plan's inputs; messages name the options of `front` ("cli" or "pytest")."""
         values = {"endpoint_cfg": self.endpoint_cfg, "profile": self.profile,
                   "cert_info": self.cert_info, "server_cert": self.server_cert,
-                  "endpoint_cert": self.endpoint_cert, "endpoint_key": self.endpoint_key}
+                  "endpoint_cert": self.endpoint_cert, "endpoint_key": self.endpoint_key,
+                  "psk_identity": self.psk_identity, "psk_key": self.psk_key}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return plan.Inputs(flags=flag_names(front), **values)
 
@@ -252,7 +271,7 @@ class Settings:
                   "endpoint_name": self.endpoint_name, "force_endpoint": self.force_endpoint,
                   "until": self.until or ("onboard" if self.no_final else None),
                   "output": self.output, "cert_dir": self.cert_dir,
-                  "replace_cloud_device": self.coiote_replace}
+                  "secrets_out": self.secrets_out, "replace_cloud_device": self.coiote_replace}
         values.update(overrides)
         return RunOptions(**values)
 

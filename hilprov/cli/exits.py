@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from hilprov.errors import EXIT_CODES, HilprovError, ValidationError
+from hilprov.errors import EXIT_CODES, HilprovError, Interrupted, ValidationError
 
 log = logging.getLogger("hilprov")
 
@@ -21,14 +21,29 @@ def guarded(func: Callable[..., int], args, prog: str) -> int:
     except HilprovError as exc:
         print_error(prog, exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        interrupted = Interrupted.of(exc)
+        print(f"{prog}: interrupted ({interrupted.signal_name})", file=sys.stderr)
+        return interrupted.exit_code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except Exception as exc:  # a bug: say so in one line, the traceback only with -v
         log.debug("internal error", exc_info=True)
         print(f"{prog}: internal error: {type(exc).__name__}: {exc} (this is a bug; run with -v "
               "and report it)", file=sys.stderr)
         return 1
+
+
+def quiet_broken_pipe() -> int:
+    """stdout was closed by its reader (`| head`): stop quietly, as `cat` does (exit 141)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 def print_error(prog: str, exc: HilprovError, where: str = "") -> None:

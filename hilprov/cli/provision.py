@@ -15,12 +15,12 @@ from hilprov.board import registry
 from hilprov.cli.exits import print_error
 from hilprov.cli.progress import ProgressPrinter
 from hilprov.cloud import coiote
-from hilprov.errors import HilprovError
+from hilprov.errors import HilprovError, UsageError
 from hilprov.settings import Settings, from_cli
 from hilprov.station import cloud as clouds
 from hilprov.station.flow import DEFAULT_BLOB, FlowObserver, FlowResult, StepRecord
 from hilprov.station.records import RecordStore, RecordWriter
-from hilprov.station.runner import run_flows
+from hilprov.station.runner import RunInterrupted, run_flows
 from hilprov.station.states import StepStatus
 
 log = logging.getLogger("hilprov")
@@ -44,8 +44,18 @@ def cmd_provision(args: argparse.Namespace) -> int:
             run_dir = Path(settings.log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         else:
             boards, observers, run_dir = [None], [SeedReporter(settings, why_not)], None
-        results = run_flows(boards, settings.inputs(), settings.run_options(), cloud=cloud,
-                            cloud_missing=why_not, observers=observers, log_dir=run_dir)
+        store = next((o.store for o in observers if isinstance(o, RecordWriter)), None)
+        try:
+            results = run_flows(boards, settings.inputs(), settings.run_options(), cloud=cloud,
+                                cloud_missing=why_not, observers=observers, log_dir=run_dir,
+                                history=store)
+        except RunInterrupted as stop:
+            where = ", ".join(f"[{r.board}] at {r.current_step or 'start'}" for r in stop.results
+                              if not r.ok) or "after the last step"
+            recorded = " (each attempt is recorded as interrupted)" if store else ""
+            print(f"{args.prog}: interrupted ({stop.signal_name}): {where}{recorded}",
+                  file=sys.stderr)
+            return stop.exit_code
     return _report(args, settings, results)
 
 
@@ -53,6 +63,9 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
            ) -> tuple[clouds.CloudTarget | None, str]:
     """Where to onboard, or (None, why not). Without a board the seed's rule holds: onboard only
     with a server, a token and an endpoint name."""
+    if settings.server is not None and not token and settings.has_board:
+        raise UsageError(f"-s {settings.server}: onboarding needs {TOKEN_SOURCES}; without it "
+                         "the units would get their production image without being onboarded")
     if settings.server is not None and token:
         if settings.has_board or settings.endpoint_name:
             return stack.enter_context(clouds.remote_coiote(settings.server, token)), ""

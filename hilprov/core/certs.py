@@ -270,6 +270,13 @@ class CertPaths(NamedTuple):
     key_der: Path
 
 
+def cert_paths(directory: str | Path) -> CertPaths:
+    """Where `write_cert_files` puts the three files in `directory`."""
+    directory = Path(directory)
+    return CertPaths(directory / CERT_DER_NAME, directory / CERT_PEM_NAME,
+                     directory / KEY_DER_NAME)
+
+
 def write_cert_files(generated: GeneratedCert, directory: str | Path = "cert") -> CertPaths:
     """Write `client_cert.der`, `client_cert.crt` and `client_key.der` (mode 0600) atomically.
 
@@ -277,8 +284,7 @@ def write_cert_files(generated: GeneratedCert, directory: str | Path = "cert") -
     place, so a failure leaves neither a half-written file nor a certificate without its key.
     """
     directory = Path(directory)
-    paths = CertPaths(directory / CERT_DER_NAME, directory / CERT_PEM_NAME,
-                      directory / KEY_DER_NAME)
+    paths = cert_paths(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 The seed tool `eval`s the file. Here the file is parsed into a Python AST and walked with a
 whitelist: dict literals, int/str/bytes/bool/float constants (with a leading minus), the names
-`OID.<Object>` and `RID.<Object>.<Resource>`, and `Objlink(oid, iid)`. Nothing is evaluated, so a
+`OID.<Object>` and `RID.<Object>.<Resource>`, `Objlink(oid, iid)`, and the per-device forms
+`EndpointName()` and `RandomKey(N)` (hilprov.core.credentials). Nothing is evaluated, so a
 config that tries to run code is refused with `file:line:col` before anything happens.
 
 The result keeps Python dict semantics (file order; a repeated key keeps its first position and
@@ -17,14 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hilprov.core import lwm2m
+from hilprov.core.credentials import EndpointName, RandomKey
 from hilprov.core.files import read_text
 from hilprov.core.lwm2m import Objlink, is_secret
 from hilprov.errors import ConfigError
 
-Scalar = bool | int | float | str | bytes | Objlink
+Scalar = bool | int | float | str | bytes | Objlink | EndpointName | RandomKey
 Path4 = tuple[int, ...]
 
-_EXPECTED_VALUE = "an int, str, bytes, bool, float, Objlink(oid, iid) or {riid: value}"
+_EXPECTED_VALUE = ("an int, str, bytes, bool, float, Objlink(oid, iid), EndpointName(), "
+                   "RandomKey(N) or {riid: value}")
+_CALLS = "Objlink(oid, iid), EndpointName() or RandomKey(N)"
 
 
 @dataclass(frozen=True)
@@ -302,7 +306,7 @@ class _Parser:
             value = self.name(node)
             return _INVALID if value is None else value
         if isinstance(node, ast.Call):
-            return self.objlink(node)
+            return self.call(node)
         number = _number(node)
         if number is not None:
             return number
@@ -320,9 +324,18 @@ class _Parser:
         self.problem(node, describe(node), _EXPECTED_VALUE)
         return _INVALID
 
-    def objlink(self, node: ast.Call):
-        if not (isinstance(node.func, ast.Name) and node.func.id == "Objlink"):
-            self.problem(node, f"a call to {_callee(node)}", "Objlink(oid, iid) or a literal value")
+    def call(self, node: ast.Call):
+        """The whitelisted calls: Objlink(oid, iid), EndpointName(), RandomKey(N)."""
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name == "EndpointName":
+            if node.args or node.keywords:
+                self.problem(node, "EndpointName with arguments", "EndpointName()")
+                return _INVALID
+            return EndpointName()
+        if name == "RandomKey":
+            return self.random_key(node)
+        if name != "Objlink":
+            self.problem(node, f"a call to {_callee(node)}", f"{_CALLS} or a literal value")
             return _INVALID
         if node.keywords or len(node.args) != 2:
             self.problem(node, "Objlink with other than two positional arguments",
@@ -333,6 +346,22 @@ class _Parser:
         if oid is None or iid is None:
             return _INVALID
         return Objlink(oid, iid)
+
+    def random_key(self, node: ast.Call):
+        if node.keywords or len(node.args) > 1:
+            self.problem(node, "RandomKey with other than one size argument", "RandomKey(N)")
+            return _INVALID
+        if not node.args:
+            return RandomKey()
+        size = self.integer(node.args[0], "a key size in bytes in RandomKey(N)",
+                            allow_names=False)
+        if size is None:
+            return _INVALID
+        try:
+            return RandomKey(size)
+        except ConfigError as exc:
+            self.problem(node, str(exc).split(":")[0], str(exc).split(": ", 1)[1])
+            return _INVALID
 
 
 _INVALID = object()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from hilprov.core import certs, profile, senml
+from hilprov.core import certs, credentials, profile, senml
 from hilprov.core.config import EndpointConfig, load_config
-from hilprov.core.lwm2m import OID, RID, SecurityMode
-from hilprov.errors import ConfigError, ValidationError
+from hilprov.core.lwm2m import OID, RID, SecurityMode, format_path
+from hilprov.errors import ConfigError, UsageError, ValidationError
 
 CREDENTIAL_MODES = (SecurityMode.CERT, SecurityMode.EST)
 _PLACEHOLDER = b"\x00"  # stands in for credentials added later, while validating early
@@ -28,6 +28,7 @@ _PLACEHOLDER = b"\x00"  # stands in for credentials added later, while validatin
 CLI_FLAGS: Mapping[str, str] = MappingProxyType({
     "endpoint_cfg": "-c FILE", "server_cert": "-p FILE", "endpoint_cert": "-r FILE",
     "endpoint_key": "-k FILE", "cert_info": "-C JSON", "endpoint_name": "-e NAME",
+    "psk_identity": "--psk-identity", "psk_key": "--psk-key",
 })
 """How the command line names each input; other front ends pass their own."""
 
@@ -42,6 +43,8 @@ class Inputs:
     server_cert: Path | None = None
     endpoint_cert: Path | None = None
     endpoint_key: Path | None = None
+    psk_identity: str | None = None  # a template: {endpoint} and {imei} expand
+    psk_key: str | None = None  # "random" or "random:N"
     flags: Mapping[str, str] = field(default_factory=lambda: CLI_FLAGS, repr=False,
                                       compare=False)
 
@@ -70,6 +73,34 @@ class Plan:
     def generates_certificate(self) -> bool:
         return self.mode in CREDENTIAL_MODES and self.cert_info is not None
 
+    @property
+    def random_key(self) -> bool:
+        """A key made for each device: nobody knows it unless it is onboarded or saved."""
+        if self.mode != SecurityMode.PSK:
+            return False
+        _iid, inst = server_account(self.config)
+        return isinstance(inst.get(RID.Security.SecretKey), credentials.RandomKey)
+
+    def shared_credentials(self) -> list[str]:
+        """What every unit of a run would share, named as the user can change it: the PSK
+        identity or key, or a given certificate and key. Empty when each unit gets its own."""
+        flag = self.inputs.flag
+        if self.mode in CREDENTIAL_MODES:
+            if self.generates_certificate:
+                return []
+            return [f"the endpoint certificate and key ({flag('endpoint_cert')}, "
+                    f"{flag('endpoint_key')}; give {flag('cert_info')} to make one per unit)"]
+        if self.mode != SecurityMode.PSK:
+            return []
+        iid, inst = server_account(self.config)
+        shared = []
+        for rid, what, option in ((RID.Security.PKOrIdentity, "identity", "psk_identity"),
+                                  (RID.Security.SecretKey, "key", "psk_key")):
+            if not credentials.per_device(inst.get(rid)):
+                shared.append(f"the PSK {what} ({format_path((0, iid, rid))}; give "
+                              f"{flag(option)})")
+        return shared
+
 
 @dataclass(frozen=True)
 class Build:
@@ -81,6 +112,7 @@ class Build:
     mode: SecurityMode
     generated: certs.GeneratedCert | None = None
     endpoint_cert: bytes | None = field(default=None, repr=False)
+    made_key: bool = False  # a random PSK key was made for this device
 
     @property
     def cert_fingerprint(self) -> str | None:
@@ -97,8 +129,11 @@ class Build:
 def prepare(inputs: Inputs) -> Plan:
     """Parse and validate the config and load its credentials; raises a HilprovError."""
     config = load_config(inputs.endpoint_cfg)
+    if inputs.psk_identity is not None or inputs.psk_key is not None:
+        config = _with_psk_options(config, inputs)
     warnings = check(config, inputs.profile, pending=True, flags=inputs)
     mode = security_mode(config)
+    _check_option_conflicts(inputs, mode)
     server_cert = endpoint_cert = endpoint_key = None
     cert_info = certs.load_cert_info(inputs.cert_info) if inputs.cert_info is not None else None
     if mode in CREDENTIAL_MODES:
@@ -109,18 +144,21 @@ def prepare(inputs: Inputs) -> Plan:
 
 
 def build(plan: Plan, endpoint: str | None) -> Build:
-    """The blob for `endpoint` (the certificate's CN when one is generated)."""
+    """The blob for `endpoint` (the certificate's CN when one is generated); per-device values
+    (EndpointName(), RandomKey(N), identity templates) are made here."""
     generated = None
     endpoint_cert, endpoint_key = plan.endpoint_cert, plan.endpoint_key
     if plan.generates_certificate:
         generated = certs.generate_self_signed(plan.cert_info, endpoint,
                                                source=str(plan.inputs.cert_info))
         endpoint_cert, endpoint_key = generated.cert_der, generated.key_der
-    config = with_credentials(plan.config, plan.server_cert, endpoint_cert, endpoint_key,
+    config = _map_values(plan.config, lambda path, value: credentials.resolve(
+        value, endpoint, where(plan.config, path)))
+    config = with_credentials(config, plan.server_cert, endpoint_cert, endpoint_key,
                               flags=plan.inputs)
     check(config, plan.inputs.profile, flags=plan.inputs)
     return Build(endpoint, config, senml.encode_config(config), plan.mode, generated,
-                 endpoint_cert if plan.mode in CREDENTIAL_MODES else None)
+                 endpoint_cert if plan.mode in CREDENTIAL_MODES else None, plan.random_key)
 
 
 def check(config: EndpointConfig, profile_name: str, *, pending: bool = False,
@@ -130,11 +168,59 @@ def check(config: EndpointConfig, profile_name: str, *, pending: bool = False,
     present, so a bad config is refused before a certificate is made."""
     if pending:
         config = with_credentials(config, None, None, None, pending=True, flags=flags)
+        config = _map_values(config, lambda path, value: credentials.sample(value))
     problems = profile.validate(config, profile_name)
     bad = profile.errors(problems)
     if bad:
         raise ValidationError(bad, config.source)
     return [p for p in problems if not p.is_error]
+
+
+def _check_option_conflicts(inputs: Inputs, mode: SecurityMode) -> None:
+    """Options that cannot mean anything together are refused, not silently ignored."""
+    flag = inputs.flag
+    if inputs.cert_info is not None:
+        if inputs.endpoint_cert is not None or inputs.endpoint_key is not None:
+            raise UsageError(f"{flag('cert_info')} makes the endpoint certificate and key: it "
+                             f"cannot be combined with {flag('endpoint_cert')} or "
+                             f"{flag('endpoint_key')}; give one or the other")
+        if mode not in CREDENTIAL_MODES:
+            raise UsageError(f"{flag('cert_info')} makes a certificate, but the server account "
+                             f"of {inputs.endpoint_cfg} uses {mode} mode, which uses none")
+    psk = [flag(name) for name in ("psk_identity", "psk_key") if getattr(inputs, name)]
+    if psk and mode != SecurityMode.PSK:
+        raise UsageError(f"{' and '.join(psk)} set the PSK credentials, but the server account "
+                         f"of {inputs.endpoint_cfg} uses {mode} mode")
+
+
+def _with_psk_options(config: EndpointConfig, inputs: Inputs) -> EndpointConfig:
+    """The server account with --psk-identity / --psk-key in /0/x/3 and /0/x/5."""
+    config = config.copy()
+    iid, _ = server_account(config)
+    if inputs.psk_identity is not None:
+        config.set_resource(OID.Security, iid, RID.Security.PKOrIdentity,
+                            credentials.IdentityTemplate(inputs.psk_identity))
+    if inputs.psk_key is not None:
+        try:
+            key = credentials.parse_key(inputs.psk_key)
+        except ValueError as exc:
+            raise UsageError(f"{inputs.flag('psk_key')}: {exc}") from None
+        config.set_resource(OID.Security, iid, RID.Security.SecretKey, key)
+    return config
+
+
+def _map_values(config: EndpointConfig, change) -> EndpointConfig:
+    """A copy of `config` with `change(path, value)` applied to every value."""
+    config = config.copy()
+    for oid, instances in config.tree.items():
+        for iid, resources in instances.items():
+            for rid, value in resources.items():
+                if isinstance(value, dict):
+                    for riid, inner in value.items():
+                        value[riid] = change((oid, iid, rid, riid), inner)
+                else:
+                    resources[rid] = change((oid, iid, rid), value)
+    return config
 
 
 def _load_credentials(inputs: Inputs, mode: SecurityMode, generating: bool

@@ -23,6 +23,7 @@ from hilprov.board.base import Board, image_sha256
 from hilprov.board.serial import SerialPort
 from hilprov.core import certs, plan, profile
 from hilprov.core.files import safe_name, write_atomic
+from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import (
     AlreadyProvisionedError,
     BoardError,
@@ -30,10 +31,11 @@ from hilprov.errors import (
     DeviceRejectedError,
     EndpointMismatchError,
     HilprovError,
+    Interrupted,
     NotRegisteredError,
     TransferError,
 )
-from hilprov.station import app
+from hilprov.station import app, secrets
 from hilprov.station.cloud import CloudTarget
 from hilprov.station.plans import PlanSource
 from hilprov.station.states import Outcome, StepStatus
@@ -68,6 +70,7 @@ class RunOptions:
     until: str | None = None  # stop after this step
     output: Path | None = None  # also write the blob here (it holds secrets: mode 0600)
     cert_dir: Path = Path("cert")  # generated certificates; per endpoint with a board
+    secrets_out: Path | None = None  # save generated secrets here (0700 dir, 0600 files)
     replace_cloud_device: bool = False  # delete the endpoint's Coiote device before onboarding
     timeouts: Timeouts = field(default_factory=Timeouts)
 
@@ -91,6 +94,7 @@ class FlowResult:
     endpoint: str | None = None
     security_mode: str | None = None
     cert_fingerprint: str | None = None
+    psk_identity_sha256: str | None = None  # never the identity itself, never the key
     blob_size: int | None = None
     images: dict[str, str] = field(default_factory=dict)  # initial/final -> sha256
     coiote: str | None = None  # created / already registered
@@ -102,6 +106,7 @@ class FlowResult:
     log_path: str | None = None
     stopped_after: str | None = None  # --until
     written: list[str] = field(default_factory=list)  # files written (blob, certificates)
+    test_node: str | None = None  # the pytest node id that ran this attempt
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
@@ -127,11 +132,12 @@ class FlowResult:
             "attempt": self.attempt, "board": self.board, "board_kind": self.board_kind,
             "port": self.port,
             "endpoint": self.endpoint, "security_mode": self.security_mode,
-            "cert_fingerprint": self.cert_fingerprint, "blob_size": self.blob_size,
+            "cert_fingerprint": self.cert_fingerprint,
+            "psk_identity_sha256": self.psk_identity_sha256, "blob_size": self.blob_size,
             "images": self.images, "coiote": self.coiote, "outcome": str(self.outcome),
             "error_kind": self.error_kind, "error": self.error, "exit_code": self.exit_code,
             "log_path": self.log_path, "stopped_after": self.stopped_after,
-            "written": self.written,
+            "written": self.written, "test_node": self.test_node,
             "seconds": round(self.seconds, 3),
             "steps": [{"name": s.name, "status": str(s.status), "seconds": round(s.seconds, 3),
                        "detail": s.detail} for s in self.steps],
@@ -152,6 +158,14 @@ class FlowObserver:
     def transfer(self, result: FlowResult, step: str, done: int, total: int) -> None: ...
 
     def status(self, result: FlowResult, step: str, text: str) -> None: ...
+
+
+class IdentityHistory:
+    """Where a station looks up which endpoint a PSK identity was provisioned on."""
+
+    def identity_owner(self, digest: str, endpoint: str | None, attempt: str) -> str | None:
+        """Give the identity to `endpoint` unless another endpoint has it: that one, or None."""
+        return None
 
 
 Action = Callable[["ProvisioningFlow"], "str | None"]
@@ -178,13 +192,15 @@ class ProvisioningFlow:
                  options: RunOptions | None = None, *, cloud: CloudTarget | None = None,
                  cloud_missing: str = "no Coiote server given",
                  observers: list[FlowObserver] | tuple = (), log_dir: Path | None = None,
-                 port: SerialPort | None = None) -> None:
+                 port: SerialPort | None = None, history: IdentityHistory | None = None
+                 ) -> None:
         self.board = board
         self.plans = plans if isinstance(plans, PlanSource) else PlanSource(plans)
         self.options = options or RunOptions()
         self.cloud = cloud
         self.cloud_missing = cloud_missing
         self.observers = list(observers)
+        self.history = history
         self.log_dir = Path(log_dir) if log_dir else None
         name, kind = (board.name, board.kind) if board is not None else ("-", "none")
         self.result = FlowResult(board=name, board_kind=kind,
@@ -195,6 +211,7 @@ class ProvisioningFlow:
         self.port = port
         self._owns_port = port is None
         self.smp: smp.SmpFileClient | None = None
+        self.interrupted: Interrupted | None = None
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> FlowResult:
@@ -204,10 +221,14 @@ class ProvisioningFlow:
         try:
             self._run_steps()
         except HilprovError as exc:
-            self._fail(exc)
-        except Exception as exc:  # a bug: still record the truth, then let the CLI report it
-            self._fail(exc)
+            self._fail(self.interrupted or exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C in this thread: record it, then stop the run
+            self._fail(Interrupted.of(exc))
             raise
+        except Exception as exc:  # a bug: still record the truth, then let the CLI report it
+            self._fail(self.interrupted or exc)
+            if self.interrupted is None:
+                raise
         finally:
             result.seconds = time.monotonic() - start
             self._close_port()
@@ -217,6 +238,8 @@ class ProvisioningFlow:
     def _run_steps(self) -> None:
         until = self.options.until
         for index, step in enumerate(STEPS):
+            if self.interrupted is not None:
+                raise self.interrupted
             self._step(step)
             if step.name == until and index + 1 < len(STEPS):
                 self._stop_after(step.name)
@@ -256,7 +279,12 @@ class ProvisioningFlow:
         except BaseException as exc:
             record.seconds = time.monotonic() - start
             record.status = StepStatus.FAILED
-            record.detail = str(exc) if isinstance(exc, HilprovError) else type(exc).__name__
+            stopped = self.interrupted or (
+                Interrupted.of(exc) if isinstance(exc, KeyboardInterrupt) else None)
+            if stopped is not None:
+                record.detail = f"interrupted by {stopped.signal_name}"
+            else:
+                record.detail = str(exc) if isinstance(exc, HilprovError) else type(exc).__name__
             self._notify("step_finished", self.result, record)
             raise
         record.seconds = time.monotonic() - start
@@ -264,11 +292,24 @@ class ProvisioningFlow:
         record.detail = detail or ""
         self._notify("step_finished", self.result, record)
 
+    def interrupt(self, signal: Interrupted) -> None:
+        """Stop this flow from another thread (SIGINT/SIGTERM): the step it waits in fails at
+        once (its serial port is closed) and the attempt is recorded as interrupted."""
+        self.interrupted = signal
+        if self.port is not None and self._owns_port:
+            self.port.close()
+
     def _fail(self, exc: BaseException) -> None:
         result = self.result
         result.outcome = Outcome.FAILED
         result.exception = exc
-        if isinstance(exc, HilprovError):
+        if isinstance(exc, Interrupted):
+            step = result.current_step
+            result.outcome, result.error_kind, result.exit_code = (
+                Outcome.INTERRUPTED, "interrupted", exc.exit_code)
+            result.error = f"interrupted by {exc.signal_name}" + (
+                f" during {step}" if step else "")
+        elif isinstance(exc, HilprovError):
             result.error_kind, result.exit_code = exc.kind, exc.exit_code
             result.error = str(exc)
         else:
@@ -288,6 +329,13 @@ class ProvisioningFlow:
                 log.exception("observer %s failed in %s", type(observer).__name__, event)
 
     # -- plumbing the steps use ----------------------------------------------------------------
+    @property
+    def onboards(self) -> bool:
+        """Whether this run will onboard the device (a cloud, and not stopped before)."""
+        until = self.options.until
+        return self.cloud is not None and (
+            until is None or STEP_NAMES.index(until) >= STEP_NAMES.index("onboard"))
+
     @property
     def who(self) -> str:
         return f"board {self.board.name}" if self.board is not None else "no board"
@@ -376,6 +424,11 @@ def check_config(flow: ProvisioningFlow) -> str:
     for warning in prepared.warnings:
         log.warning("%s%s", prefix, warning)
     flow.result.security_mode = str(prepared.mode)
+    if prepared.random_key and not flow.onboards and flow.options.secrets_out is None:
+        raise ConfigError(
+            f"{prepared.inputs.flag('psk_key')}: each unit gets a random PSK key, but this run "
+            "neither onboards it in Coiote nor saves it, so nobody would know the key of a "
+            f"provisioned unit (scrap): onboard it (-s and a token) or give --secrets-out DIR")
     if flow.board is not None and flow.board.can_flash:
         defaults = flow.board.default_images or (None, None)
         for which, given, default in (("initial", flow.options.initial_hex, defaults[0]),
@@ -444,11 +497,14 @@ def build_blob(flow: ProvisioningFlow) -> str:
     endpoint = flow.result.endpoint
     built = plan.build(flow.plan, endpoint)
     flow.build = built
+    identity, _key = built.psk_credentials()
+    flow.result.psk_identity_sha256 = secrets.identity_digest(identity)
+    _check_identity_is_free(flow, endpoint)
+    _refuse_overwriting_inputs(flow, built)
+    if flow.options.secrets_out is not None and built.mode == SecurityMode.PSK:
+        flow.result.written.append(str(secrets.save_psk(flow.options.secrets_out, built)))
     if built.generated is not None:
-        directory = flow.options.cert_dir
-        if flow.board is not None:
-            directory = Path(directory) / safe_name(endpoint or flow.board.name)
-        paths = certs.write_cert_files(built.generated, directory)
+        paths = certs.write_cert_files(built.generated, _cert_dir(flow))
         flow.result.written.extend(str(path) for path in paths)
     output = flow.options.output or (DEFAULT_BLOB if flow.board is None else None)
     if output is not None:
@@ -489,6 +545,42 @@ def read_result(flow: ProvisioningFlow) -> str:
         f"{flow.who}: the device rejected the configuration ({app.RESULT_FILE} = {text!r}). "
         f"{_rejection_guess(flow)} The device allows one attempt per boot: re-run to flash the "
         "initial image again.")
+
+
+def _check_identity_is_free(flow: ProvisioningFlow, endpoint: str | None) -> None:
+    digest = flow.result.psk_identity_sha256
+    if flow.history is None or digest is None:
+        return
+    owner = flow.history.identity_owner(digest, endpoint, flow.result.attempt)
+    if owner is not None:
+        raise ConfigError(
+            f"{flow.who}: the PSK identity for {endpoint} is already provisioned on endpoint "
+            f"{owner} (device records): two units must not share one; give "
+            f"{flow.plan.inputs.flag('psk_identity')} '{{endpoint}}'")
+
+
+def _refuse_overwriting_inputs(flow: ProvisioningFlow, built: plan.Build) -> None:
+    """A generated file never replaces one of the run's inputs."""
+    inputs = flow.plan.inputs
+    given = {Path(p).resolve() for p in (inputs.endpoint_cfg, inputs.cert_info,
+                                         inputs.server_cert, inputs.endpoint_cert,
+                                         inputs.endpoint_key) if p is not None}
+    targets = []
+    if flow.options.output is not None or flow.board is None:
+        targets.append(Path(flow.options.output or DEFAULT_BLOB))
+    if built.generated is not None:
+        targets.extend(certs.cert_paths(_cert_dir(flow)))
+    for target in targets:
+        if target.resolve() in given:
+            raise ConfigError(f"{target}: this run would overwrite one of its own inputs with a "
+                              "generated file; write it elsewhere (--output, --cert-dir)")
+
+
+def _cert_dir(flow: ProvisioningFlow) -> Path:
+    directory = Path(flow.options.cert_dir)
+    if flow.board is not None:
+        directory = directory / safe_name(flow.result.endpoint or flow.board.name)
+    return directory
 
 
 def _rejection_guess(flow: ProvisioningFlow) -> str:

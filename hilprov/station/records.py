@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import logging
-import socket
 import sqlite3
 import threading
 import time
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hilprov.errors import ConfigError, RecordsError
+from hilprov.station import process, schema
 from hilprov.station.flow import FlowObserver, FlowResult, StepRecord
 from hilprov.station.states import Outcome, StepStatus, sql_list
 from hilprov.version import __version__
@@ -29,40 +29,8 @@ log = logging.getLogger("hilprov.station.records")
 
 DEFAULT_PATH = Path("hilprov-records.sqlite")
 
-COLUMNS = ("id", "attempt", "started_at", "finished_at", "station", "source", "board",
-           "board_kind", "port", "endpoint", "security_mode", "cert_fingerprint",
-           "initial_image_sha256", "final_image_sha256", "coiote", "current_step", "steps",
-           "outcome", "error_kind", "error", "exit_code", "seconds", "hilprov_version")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    attempt TEXT UNIQUE NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    station TEXT NOT NULL,
-    source TEXT NOT NULL,
-    board TEXT NOT NULL,
-    board_kind TEXT NOT NULL,
-    port TEXT,
-    endpoint TEXT,
-    security_mode TEXT,
-    cert_fingerprint TEXT,
-    initial_image_sha256 TEXT,
-    final_image_sha256 TEXT,
-    coiote TEXT,
-    current_step TEXT,
-    steps TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    error_kind TEXT,
-    error TEXT,
-    exit_code INTEGER,
-    seconds REAL,
-    hilprov_version TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_endpoint ON attempts (endpoint);
-CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
-"""
+SQL_COLUMNS = schema.COLUMNS
+COLUMNS = SQL_COLUMNS  # kept for exports and callers of the first release
 
 
 def _now() -> str:
@@ -70,7 +38,7 @@ def _now() -> str:
 
 
 class RecordStore:
-    """The records database. Connections are short-lived, one per write, so threads and
+    """The records database (SQLite). Connections are short-lived, one per write, so threads and
     processes never share one."""
 
     def __init__(self, path: str | Path = DEFAULT_PATH, *, busy_timeout: float = 10.0) -> None:
@@ -92,24 +60,43 @@ class RecordStore:
         return conn
 
     def ensure_schema(self) -> None:
+        """Create the schema, or migrate an older one (never losing a row)."""
         with self._lock:
             if self._ready:
                 return
             conn = self._connect()
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(SCHEMA)
+                conn.execute("BEGIN IMMEDIATE")
+                self._migrate(conn)
+                conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise RecordsError(f"{self.path}: cannot create the records table: {exc}") \
-                    from None
+                raise RecordsError(f"{self.path}: cannot create or migrate the records "
+                                   f"tables: {exc}") from None
             finally:
                 conn.close()
             self._ready = True
 
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        version = row[0] or 0
+        if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                         "AND name = 'attempts'").fetchone():
+            version = 1  # the first release's file: the attempts table alone
+        for migration in schema.MIGRATIONS:
+            if migration.version > version:
+                for statement in schema.statements(migration, schema.SQLITE):
+                    conn.execute(statement)
+        if version < schema.VERSION:
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.VERSION,))
+
     def write(self, row: dict, timeout: float | None = None) -> None:
         """Insert or replace one attempt's row in a single transaction."""
         self.ensure_schema()
-        names = [c for c in COLUMNS if c != "id"]
+        names = [c for c in SQL_COLUMNS if c != "id"]
         sql = (f"INSERT INTO attempts ({', '.join(names)}) VALUES "
                f"({', '.join('?' for _ in names)}) ON CONFLICT(attempt) DO UPDATE SET "
                + ", ".join(f"{n}=excluded.{n}" for n in names if n != "attempt"))
@@ -124,11 +111,56 @@ class RecordStore:
         finally:
             conn.close()
 
+    def claim_identity(self, digest: str, endpoint: str | None, attempt: str) -> str | None:
+        """Give the PSK identity with this digest to `endpoint`; returns the other endpoint it
+        already belongs to, if any. Atomic: two stations cannot both claim it."""
+        self.ensure_schema()
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO identities (digest, endpoint, attempt, claimed_at) "
+                         "VALUES (?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING",
+                         (digest, endpoint or "", attempt, _now()))
+            owner = conn.execute("SELECT endpoint FROM identities WHERE digest = ?",
+                                 (digest,)).fetchone()[0]
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise RecordsError(f"{self.path}: cannot check the PSK identity: {exc}") from None
+        finally:
+            conn.close()
+        return owner if owner != (endpoint or "") else None
+
+    def sweep_abandoned(self) -> int:
+        """Mark this host's "in progress" rows whose process is gone as abandoned; how many."""
+        if not self.path.exists():
+            return 0
+        self.ensure_schema()
+        conn = self._connect()
+        try:
+            rows = conn.execute("SELECT attempt, pid, pid_started FROM attempts WHERE outcome = ? "
+                                "AND host = ?", (str(Outcome.IN_PROGRESS), process.host()))
+            gone = [r["attempt"] for r in rows.fetchall()
+                    if not process.alive(r["pid"], r["pid_started"])]
+            if gone:
+                conn.execute("BEGIN IMMEDIATE")
+                for attempt in gone:
+                    conn.execute(
+                        "UPDATE attempts SET outcome = ?, error_kind = ?, error = ?, "
+                        "finished_at = ? WHERE attempt = ? AND outcome = ?",
+                        (str(Outcome.ABANDONED), "abandoned", ABANDONED_WHY, _now(), attempt,
+                         str(Outcome.IN_PROGRESS)))
+                conn.execute("COMMIT")
+            return len(gone)
+        except sqlite3.Error as exc:
+            raise RecordsError(f"{self.path}: cannot update abandoned attempts: {exc}") from None
+        finally:
+            conn.close()
+
     def query(self, *, since: str | None = None, endpoint: str | None = None,
               failed: bool = False, limit: int | None = None) -> list[dict]:
         if not self.path.exists():
             return []
-        self.ensure_schema()
+        self.sweep_abandoned()
         where, args = [], []
         if since:
             where.append("started_at >= ?")
@@ -152,10 +184,19 @@ class RecordStore:
         finally:
             conn.close()
 
+    # -- what a flow asks the records ------------------------------------------------------
+    def identity_owner(self, digest: str, endpoint: str | None, attempt: str) -> str | None:
+        return self.claim_identity(digest, endpoint, attempt)
+
+
+ABANDONED_WHY = ("the process running this attempt ended without finishing it (killed or "
+                 "crashed); the unit's state is unknown: provision it again")
+
 
 def row_from_result(result: FlowResult, source: str, station: str) -> dict:
     """The database row for a FlowResult. Only names, hashes, outcomes: no secret fields exist."""
     finished = result.outcome != Outcome.IN_PROGRESS
+    host, pid, started = process.me()
     return {
         "attempt": result.attempt,
         "started_at": datetime.fromtimestamp(result.started, UTC).isoformat(
@@ -172,6 +213,9 @@ def row_from_result(result: FlowResult, source: str, station: str) -> dict:
         "exit_code": result.exit_code if finished else None,
         "seconds": round(result.seconds, 3) if finished else None,
         "hilprov_version": __version__,
+        "host": host, "pid": pid, "pid_started": started, "updated_at": _now(),
+        "psk_identity_sha256": result.psk_identity_sha256,
+        "stopped_after": result.stopped_after, "test_node": result.test_node,
     }
 
 
@@ -187,8 +231,9 @@ class RecordWriter(FlowObserver):
                  station: str | None = None, final_timeout: float = 30.0) -> None:
         self.store = store
         self.source = source
-        self.station = station or socket.gethostname()
+        self.station = station or process.host()
         self.final_timeout = final_timeout
+        self._swept = False
 
     def _save(self, result: FlowResult, *, final: bool = False) -> None:
         self.store.ensure_schema()  # an unusable database stops the run before the board
@@ -202,6 +247,9 @@ class RecordWriter(FlowObserver):
             log.warning("%s (will retry at the next step)", exc)
 
     def run_started(self, result: FlowResult) -> None:
+        if not self._swept:
+            self.store.sweep_abandoned()  # earlier runs of this station killed mid-attempt
+            self._swept = True
         self._save(result)
 
     def step_started(self, result: FlowResult, step: StepRecord) -> None:
@@ -220,7 +268,7 @@ def export(rows: list[dict], fmt: str) -> str:
         return json.dumps([{**r, "steps": json.loads(r["steps"] or "[]")} for r in rows],
                           indent=2)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(COLUMNS), extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=list(SQL_COLUMNS), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

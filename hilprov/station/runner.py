@@ -1,32 +1,72 @@
 """Run the flow on many boards at once: one plan for all, one thread per board, results in board
-order."""
+order. The calling thread only waits, so a SIGINT/SIGTERM reaches it, not a half-done step: it
+stops every flow (each records itself as interrupted) and then re-raises."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hilprov.board.base import Board
 from hilprov.core import plan
+from hilprov.errors import Interrupted
 from hilprov.station.cloud import CloudTarget
-from hilprov.station.flow import FlowObserver, FlowResult, ProvisioningFlow, RunOptions
+from hilprov.station.flow import (
+    FlowObserver,
+    FlowResult,
+    IdentityHistory,
+    ProvisioningFlow,
+    RunOptions,
+)
 from hilprov.station.plans import PlanSource
+
+STOP_WAIT = 20.0  # seconds an interrupted flow may take to record itself (a flash cannot stop)
+
+
+class RunInterrupted(Interrupted):
+    """The run was interrupted; `results` say where each board was."""
+
+    def __init__(self, signal: Interrupted, results: list[FlowResult]) -> None:
+        super().__init__(signal.signum)
+        self.results = results
 
 
 def run_flows(boards: Sequence[Board | None], plans: PlanSource | plan.Inputs | plan.Plan,
               options: RunOptions, *, cloud: CloudTarget | None = None,
               cloud_missing: str = "no Coiote server given",
-              observers: Sequence[FlowObserver] = (), log_dir: Path | None = None
-              ) -> list[FlowResult]:
+              observers: Sequence[FlowObserver] = (), log_dir: Path | None = None,
+              history: IdentityHistory | None = None) -> list[FlowResult]:
     """Provision every board concurrently; `[None]` runs the flow once without a board."""
-    source = plans if isinstance(plans, PlanSource) else PlanSource(plans)
+    source = plans if isinstance(plans, PlanSource) else PlanSource(plans, units=len(boards))
+    flows = [ProvisioningFlow(board, source, options, cloud=cloud, cloud_missing=cloud_missing,
+                              observers=list(observers), log_dir=log_dir, history=history)
+             for board in boards]
+    crashes: list[BaseException] = []
 
-    def one(board: Board | None) -> FlowResult:
-        return ProvisioningFlow(board, source, options, cloud=cloud, cloud_missing=cloud_missing,
-                                observers=list(observers), log_dir=log_dir).run()
+    def run(flow: ProvisioningFlow) -> None:
+        try:
+            flow.run()
+        except BaseException as exc:  # a bug in the flow: re-raised in the calling thread
+            crashes.append(exc)
 
-    if len(boards) == 1:
-        return [one(boards[0])]
-    with ThreadPoolExecutor(max_workers=len(boards), thread_name_prefix="board") as pool:
-        return list(pool.map(one, boards))
+    threads = [threading.Thread(target=run, args=(flow,), daemon=True,
+                                name=f"board-{flow.result.board}") for flow in flows]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+    except KeyboardInterrupt as exc:
+        signal = Interrupted.of(exc)
+        for flow in flows:
+            flow.interrupt(signal)
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(STOP_WAIT)
+        raise RunInterrupted(signal, [flow.result for flow in flows]) from None
+    real = [exc for exc in crashes if not isinstance(exc, KeyboardInterrupt)]
+    if real:
+        raise real[0]
+    return [flow.result for flow in flows]

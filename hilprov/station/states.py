@@ -23,6 +23,8 @@ class Outcome(StrEnum):
     BUILT = "built"  # no board: the blob was written
     STOPPED = "stopped"  # --until ended the run before the device accepted a configuration
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM during the attempt
+    ABANDONED = "abandoned"  # the process died mid-attempt (kill -9, a crash, power loss)
 
     @property
     def ok(self) -> bool:

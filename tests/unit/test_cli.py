@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from hilprov import errors
-from hilprov.cli.main import guarded, main, ptool_main
+from hilprov.cli import main, ptool_main
+from hilprov.cli.exits import guarded
 from hilprov.core.certs import generate_self_signed
 from hilprov.sim.coiote_server import CoioteServer
 from tests import CONFIGS

@@ -2,7 +2,7 @@
 
 import re
 
-from hilprov.cli.main import build_parser, build_ptool_parser
+from hilprov.cli.parsers import build_parser, build_ptool_parser
 from tests import REPO_ROOT
 
 

@@ -32,7 +32,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from hilprov.board.sim import SimBoard
-from hilprov.cli.main import main, ptool_main
+from hilprov.cli import main, ptool_main
 from hilprov.cloud.coiote import CoioteClient
 from hilprov.core.certs import generate_self_signed
 from hilprov.core.config import load_config, parse_config

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hilprov import settings
-from hilprov.cli.main import build_ptool_parser, main, ptool_main
+from hilprov.cli import main, ptool_main
+from hilprov.cli.parsers import build_ptool_parser
 from hilprov.settings import SettingError, Settings, from_cli, from_sources
 from hilprov.station.flow import STEP_NAMES
 from tests import CONFIGS
