@@ -1,6 +1,6 @@
 """Sections 1 and 2: SMP file transfers, and the provisioning upload against its optimum.
 
-One virtual board runs as a subprocess (``python -m hilprov.sim --baud 115200``) so that neither
+One virtual board runs as a subprocess (``python -m hilprov sim --baud 115200``) so that neither
 client shares a GIL with the device. hilprov's SmpFileClient and the independent smpclient take
 turns on its pty (both open it exclusively). Wire bytes are the board's own UART counters
 (`uart_rx_bytes` + `uart_tx_bytes`, read over the control socket before and after each transfer),

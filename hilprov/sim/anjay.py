@@ -16,6 +16,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hilprov.sim.cbor_reader import (
     ID_INVALID,
@@ -193,90 +194,148 @@ def _new_access_control() -> dict:
     return {3: SSID_BOOTSTRAP}   # Owner defaults to the Bootstrap Server
 
 
+# Resource readers: the typed getter a resource is written with, and its write-time checks.
+# Each takes the record's value and the log, and returns what the device stores.
+_Reader = Callable[[_Value, list[str]], Any]
+
+
+def _text(value: _Value, log: list[str]) -> str:
+    return value.text()
+
+
+def _boolean(value: _Value, log: list[str]) -> bool:
+    return value.boolean()
+
+
+def _opaque(value: _Value, log: list[str]) -> bytes:
+    return value.opaque()
+
+
+def _i32(value: _Value, log: list[str]) -> int:
+    return value.i32()
+
+
+def _i64(value: _Value, log: list[str]) -> int:
+    return value.i64()
+
+
+def _u32(value: _Value, log: list[str]) -> int:
+    return value.u32()
+
+
+def _security_mode(value: _Value, log: list[str]) -> int:
+    mode = value.i32()
+    if mode == MODE_RPK:
+        log.append("ERROR [security] Raw Public Key mode not supported")
+        raise _WriteError("Security Mode 1 (Raw Public Key) is not supported")
+    if mode not in MODE_NAMES:
+        log.append("ERROR [security] Invalid Security Mode")
+        raise _WriteError(f"Security Mode {mode} is invalid (allowed: 0, 2, 3, 4)")
+    return mode
+
+
+def _short_server_id(value: _Value, log: list[str]) -> int:
+    ssid = value.i32()
+    if not 1 <= ssid <= 65535:
+        raise _WriteError(f"Short Server ID {ssid} is outside 1..65535")
+    return ssid
+
+
+def _up_to_3(value: _Value, log: list[str]) -> int:
+    number = value.u32()
+    if number > 3:
+        raise _WriteError(f"{value.path} = {number} is outside 0..3")
+    return number
+
+
+def _ciphersuite(value: _Value, log: list[str]) -> int:
+    cipher = value.u32()
+    if cipher == 0:
+        log.append("WARNING [security] TLS-NULL-WITH-NULL-NULL cipher is not allowed")
+        raise _WriteError("ciphersuite 0 (TLS_NULL_WITH_NULL_NULL) is not allowed")
+    if cipher > 65535:
+        log.append("WARNING [security] Ciphersuite ID > 65535 is not allowed")
+        raise _WriteError(f"ciphersuite ID {cipher} is above 65535")
+    return cipher
+
+
+def _at_least(low: int) -> _Reader:
+    def read(value: _Value, log: list[str]) -> int:
+        number = value.i32()
+        if number < low:
+            raise _WriteError(f"{value.path} = {number} must be at least {low}")
+        return number
+
+    return read
+
+
+def _binding(value: _Value, log: list[str]) -> str:
+    binding = value.text(_BINDING_MAX_BYTES)
+    if not binding_valid(binding):
+        raise _WriteError(f"Binding '{binding}' is not valid (U, UQ, S, SQ, US, UQS, or the "
+                          "letters U, T, S, N each at most once; case-sensitive)")
+    return binding
+
+
+def _retry_count(what: str) -> _Reader:
+    def read(value: _Value, log: list[str]) -> int:
+        number = value.u32()
+        if number == 0:
+            log.append(f"ERROR [server] {what} cannot be 0")
+            raise _WriteError(f"{what} ({value.path}) cannot be 0")
+        return number
+
+    return read
+
+
+_SECURITY_RESOURCES: dict[int, _Reader] = {
+    0: _text, 1: _boolean, 2: _security_mode, 3: _opaque, 4: _opaque, 5: _opaque,
+    10: _short_server_id, 11: _i32, 12: _i32, 13: _up_to_3, 14: _text, 15: _up_to_3,
+    16: _ciphersuite,
+}
+_SECURITY_MULTIPLE = (16,)  # multiple-instance resources (DTLS/TLS Ciphersuite)
+
+_SERVER_RESOURCES: dict[int, _Reader] = {
+    0: lambda value, log: value.i32() & 0xFFFF,   # stored as uint16_t: 65537 becomes 1
+    1: _i32,
+    2: _at_least(0),
+    3: _at_least(1),
+    5: _at_least(0),
+    6: _boolean,
+    7: _binding,
+    11: lambda value, log: value.u32() & 0xFF,    # stored as uint8_t
+    12: _i64,
+    16: _boolean,
+    17: _retry_count("Server Communication Retry Count"),
+    18: _u32,
+    19: _u32,
+    20: _retry_count("Server Sequence Communication Retry Count"),
+    22: lambda value, log: value.text(1),
+}
+
+
 def _write_security(inst: dict, rid: int, riid: int | None, value: _Value, log: list[str]
                     ) -> None:
-    if rid in (0, 14):
-        inst[rid] = value.text()
-    elif rid == 1:
-        inst[rid] = value.boolean()
-    elif rid == 2:
-        mode = value.i32()
-        if mode == MODE_RPK:
-            log.append("ERROR [security] Raw Public Key mode not supported")
-            raise _WriteError("Security Mode 1 (Raw Public Key) is not supported")
-        if mode not in MODE_NAMES:
-            log.append("ERROR [security] Invalid Security Mode")
-            raise _WriteError(f"Security Mode {mode} is invalid (allowed: 0, 2, 3, 4)")
-        inst[rid] = mode
-    elif rid in (3, 4, 5):
-        inst[rid] = value.opaque()
-    elif rid == 10:
-        ssid = value.i32()
-        if not 1 <= ssid <= 65535:
-            raise _WriteError(f"Short Server ID {ssid} is outside 1..65535")
-        inst[rid] = ssid
-    elif rid in (11, 12):
-        inst[rid] = value.i32()
-    elif rid in (13, 15):
-        number = value.u32()
-        if number > 3:
-            raise _WriteError(f"{value.path} = {number} is outside 0..3")
-        inst[rid] = number
-    elif rid == 16:
-        cipher = value.u32()
-        if cipher == 0:
-            log.append("WARNING [security] TLS-NULL-WITH-NULL-NULL cipher is not allowed")
-            raise _WriteError("ciphersuite 0 (TLS_NULL_WITH_NULL_NULL) is not allowed")
-        if cipher > 65535:
-            log.append("WARNING [security] Ciphersuite ID > 65535 is not allowed")
-            raise _WriteError(f"ciphersuite ID {cipher} is above 65535")
-        # Without a RIID in the path the device files the entry under RIID 65535.
-        inst.setdefault(rid, {})[ID_INVALID if riid is None else riid] = cipher
-    else:
+    read = _SECURITY_RESOURCES.get(rid)
+    if read is None:
         raise _WriteError(f"Security resource {rid} is not writable during provisioning")
+    stored = read(value, log)
+    if rid in _SECURITY_MULTIPLE:
+        # Without a RIID in the path the device files the entry under RIID 65535.
+        inst.setdefault(rid, {})[ID_INVALID if riid is None else riid] = stored
+    else:
+        inst[rid] = stored
 
 
 def _write_server(inst: dict, rid: int, riid: int | None, value: _Value, log: list[str]
                   ) -> None:
     del riid  # single-instance resources only: a RIID in the path is ignored
-    if rid == 0:
-        inst[rid] = value.i32() & 0xFFFF      # stored as uint16_t: 65537 becomes 1
-    elif rid == 1:
-        inst[rid] = value.i32()
-    elif rid in (2, 5, 3):
-        number = value.i32()
-        low = 1 if rid == 3 else 0
-        if number < low:
-            raise _WriteError(f"{value.path} = {number} must be at least {low}")
-        inst[rid] = number
-    elif rid in (6, 16):
-        inst[rid] = value.boolean()
-    elif rid == 7:
-        binding = value.text(_BINDING_MAX_BYTES)
-        if not binding_valid(binding):
-            raise _WriteError(f"Binding '{binding}' is not valid (U, UQ, S, SQ, US, UQS, or the "
-                              "letters U, T, S, N each at most once; case-sensitive)")
-        inst[rid] = binding
-    elif rid == 11:
-        inst[rid] = value.u32() & 0xFF        # stored as uint8_t
-    elif rid == 12:
-        inst[rid] = value.i64()
-    elif rid in (17, 20):
-        number = value.u32()
-        if number == 0:
-            what = ("Server Communication Retry Count" if rid == 17
-                    else "Server Sequence Communication Retry Count")
-            log.append(f"ERROR [server] {what} cannot be 0")
-            raise _WriteError(f"{what} ({value.path}) cannot be 0")
-        inst[rid] = number
-    elif rid in (18, 19):
-        inst[rid] = value.u32()
-    elif rid == 22:
-        inst[rid] = value.text(1)
-    else:
+    read = _SERVER_RESOURCES.get(rid)
+    if read is None:
         raise _WriteError(f"Server resource {rid} is not writable during provisioning"
                           + (" (Anjay 3.11 has no Initial Registration Delay Timer)"
                              if rid == 14 else ""))
+    inst[rid] = read(value, log)
 
 
 def _write_access_control(inst: dict, rid: int, riid: int | None, value: _Value,
@@ -540,10 +599,7 @@ def _connection_problem(uri: str, mode: int) -> str | None:
                 "demo image does not support (UDP only: coap:// or coaps://)")
     host = uri.split("://", 1)[1] if "://" in uri else ""
     host = host.split("/", 1)[0].rsplit("@", 1)[-1]
-    if host.startswith("["):
-        host = host.split("]", 1)[0].lstrip("[")
-    else:
-        host = host.split(":", 1)[0]
+    host = host.split("]", 1)[0].lstrip("[") if host.startswith("[") else host.split(":", 1)[0]
     if not host:
         return f"its URI '{uri}' has no host"
     if mode == MODE_EST:

@@ -15,6 +15,7 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -142,10 +143,8 @@ class CoioteServer:
         with self._lock:
             open_connections = list(self._connections)
         for conn in open_connections:  # idle keep-alive connections would linger otherwise
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
@@ -277,50 +276,11 @@ class CoioteServer:
     def _create(self, body: Any) -> str:
         if not isinstance(body, dict):
             raise ApiError(400, "Request body must be a JSON object")
-        properties = body.get("properties") or {}
-        if not isinstance(properties, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in properties.items()):
-            raise ApiError(400, "properties must map strings to strings")
-        explicit_id = body.get("id")
-        if explicit_id is not None and (not isinstance(explicit_id, str) or not explicit_id):
-            raise ApiError(400, "id must be a non-empty string or null")
-        endpoint = properties.get("endpointName") or explicit_id
-        if not endpoint:
-            raise ApiError(400, "Missing properties.endpointName")
-        if len(endpoint) > MAX_ENDPOINT_NAME:
-            raise ApiError(400, f"Endpoint name longer than {MAX_ENDPOINT_NAME} characters")
-        domain = body.get("domain")
-        if not isinstance(domain, str) or not domain.startswith("/") or not domain.endswith("/"):
-            raise ApiError(400, "Invalid domain: it must start and end with '/'")
-        if self._domains is not None and not any(domain.startswith(d) for d in self._domains):
-            raise ApiError(403, "Forbidden")
-        connector = body.get("connectorType") or "management"
-        if connector not in CONNECTOR_TYPES:
-            raise ApiError(400, "Invalid connector type")
-        mode = body.get("securityMode") or "notset"
-        if mode not in SECURITY_MODES:
-            raise ApiError(400, "Invalid security mode")
-        identity = body.get("dtlsIdentity")
-        if identity is not None and not isinstance(identity, str):
-            raise ApiError(400, "dtlsIdentity must be a string or null")
-        psk = _normalize_psk(body.get("dtlsPsk"))
-        groups = body.get("directGroups") or []
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise ApiError(400, "directGroups must be a list of strings")
-        flags = {}
-        for name, default in (("blacklisted", False), ("managementEnabled", True)):
-            value = body.get(name)
-            if value is not None and not isinstance(value, bool):
-                raise ApiError(400, f"{name} must be a boolean")
-            flags[name] = default if value is None else value
-
-        for device in self._devices.values():
-            if device["properties"].get("endpointName") == endpoint:
-                raise ApiError(409, f"Device with endpoint name {endpoint} already exists")
-        if explicit_id is not None and explicit_id in self._devices:
-            raise ApiError(409, f"Device with id {explicit_id} already exists")
-        if identity and any(d["dtlsIdentity"] == identity for d in self._devices.values()):
-            raise ApiError(400, "DTLS identity already taken")
+        properties, explicit_id, endpoint = _device_names(body)
+        domain = self._device_domain(body)
+        connector, mode, identity, psk = _device_security(body)
+        groups, flags = _device_membership(body)
+        self._check_unique(endpoint, explicit_id, identity)
 
         device_id = explicit_id or self._new_id(endpoint)
         device = {
@@ -342,6 +302,24 @@ class CoioteServer:
                 device[name] = body[name]
         self._devices[device_id] = device
         return device_id
+
+    def _device_domain(self, body: dict) -> str:
+        domain = body.get("domain")
+        if not isinstance(domain, str) or not domain.startswith("/") or not domain.endswith("/"):
+            raise ApiError(400, "Invalid domain: it must start and end with '/'")
+        if self._domains is not None and not any(domain.startswith(d) for d in self._domains):
+            raise ApiError(403, "Forbidden")
+        return domain
+
+    def _check_unique(self, endpoint: str, explicit_id: str | None, identity: str | None
+                      ) -> None:
+        for device in self._devices.values():
+            if device["properties"].get("endpointName") == endpoint:
+                raise ApiError(409, f"Device with endpoint name {endpoint} already exists")
+        if explicit_id is not None and explicit_id in self._devices:
+            raise ApiError(409, f"Device with id {explicit_id} already exists")
+        if identity and any(d["dtlsIdentity"] == identity for d in self._devices.values()):
+            raise ApiError(400, "DTLS identity already taken")
 
     def _new_id(self, endpoint: str) -> str:
         digest = hashlib.sha256(endpoint.encode("utf-8")).hexdigest()
@@ -371,6 +349,51 @@ class CoioteServer:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _device_names(body: dict) -> tuple[dict, str | None, str]:
+    """The properties, the explicit id (or None) and the endpoint name of a new device."""
+    properties = body.get("properties") or {}
+    if not isinstance(properties, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in properties.items()):
+        raise ApiError(400, "properties must map strings to strings")
+    explicit_id = body.get("id")
+    if explicit_id is not None and (not isinstance(explicit_id, str) or not explicit_id):
+        raise ApiError(400, "id must be a non-empty string or null")
+    endpoint = properties.get("endpointName") or explicit_id
+    if not endpoint:
+        raise ApiError(400, "Missing properties.endpointName")
+    if len(endpoint) > MAX_ENDPOINT_NAME:
+        raise ApiError(400, f"Endpoint name longer than {MAX_ENDPOINT_NAME} characters")
+    return properties, explicit_id, endpoint
+
+
+def _device_security(body: dict) -> tuple[str, str, str | None, dict | None]:
+    """Connector type, security mode, DTLS identity and PSK of a new device."""
+    connector = body.get("connectorType") or "management"
+    if connector not in CONNECTOR_TYPES:
+        raise ApiError(400, "Invalid connector type")
+    mode = body.get("securityMode") or "notset"
+    if mode not in SECURITY_MODES:
+        raise ApiError(400, "Invalid security mode")
+    identity = body.get("dtlsIdentity")
+    if identity is not None and not isinstance(identity, str):
+        raise ApiError(400, "dtlsIdentity must be a string or null")
+    return connector, mode, identity, _normalize_psk(body.get("dtlsPsk"))
+
+
+def _device_membership(body: dict) -> tuple[list[str], dict[str, bool]]:
+    """Direct groups and the blacklisted/managementEnabled flags of a new device."""
+    groups = body.get("directGroups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise ApiError(400, "directGroups must be a list of strings")
+    flags = {}
+    for name, default in (("blacklisted", False), ("managementEnabled", True)):
+        value = body.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ApiError(400, f"{name} must be a boolean")
+        flags[name] = default if value is None else value
+    return groups, flags
 
 
 def _normalize_psk(value: Any) -> dict | None:

@@ -1,4 +1,4 @@
-"""Control channel of a virtual board running in another process (``python -m hilprov.sim``).
+"""Control channel of a virtual board running in another process (``hilprov sim``).
 
 The board process listens on a Unix socket; each request is one JSON line and gets one JSON line
 back. :class:`SimBoardClient` speaks it with the same `flash` / `reset` / `console_port` calls as an

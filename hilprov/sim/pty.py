@@ -10,6 +10,7 @@ listener, so the board never blocks on a full pty buffer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -66,10 +67,8 @@ class PtyLink:
         with self._tx_lock:
             for fd in (self._master, self._slave, self._wake_r, self._wake_w):
                 if fd >= 0:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.close(fd)
-                    except OSError:
-                        pass
             self._master = self._slave = self._wake_r = self._wake_w = -1
 
     def discard_pending(self) -> None:
@@ -79,10 +78,8 @@ class PtyLink:
         real hardware too, and flushing it under a host blocked in select() makes pyserial see
         a readable port with no data ("device disconnected")."""
         if self._slave >= 0:
-            try:
+            with contextlib.suppress(termios.error):
                 termios.tcflush(self._slave, termios.TCOFLUSH)
-            except termios.error:
-                pass
 
     def wire_time(self, nbytes: int) -> float:
         return nbytes * 10.0 / self.baud if self.baud else 0.0

@@ -1,4 +1,4 @@
-"""Run a virtual board as a process: ``python -m hilprov.sim`` / ``hilprov sim``.
+"""Run a virtual board as a process: ``hilprov sim`` (or ``python -m hilprov sim``).
 
 `sim_main` starts a board (freshly flashed with the initial image unless its state directory
 says otherwise), prints the pty path as the first line of stdout and ``control <socket>`` as the
@@ -20,10 +20,12 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from hilprov.errors import BoardError, HilprovError
-from hilprov.sim.board import Faults, VirtualBoard
+from hilprov.errors import BoardError
+from hilprov.sim.board import VirtualBoard
 from hilprov.sim.control import ControlServer, SimBoardClient
+from hilprov.sim.faults import Faults
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
 
@@ -96,11 +98,15 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 
 
 def sim_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m hilprov.sim`` and ``hilprov sim``; returns the exit status."""
+    """``hilprov sim``: run a board until told to stop; returns 0.
+
+    Problems are raised as HilprovErrors for the CLI to report (``hilprov.cli.exits``); the
+    temporary state directory is removed either way.
+    """
     args = build_parser().parse_args(argv)
+    faults = faults_from_args(args)
     temp_dir = None
     try:
-        faults = faults_from_args(args)
         state_dir = args.state_dir
         if state_dir is None:
             temp_dir = Path(tempfile.mkdtemp(prefix="hilprov-sim-"))
@@ -112,10 +118,14 @@ def sim_main(argv: list[str] | None = None) -> int:
             control = temp_dir / "control.sock"
         board = VirtualBoard(state_dir, imei=args.imei, baud=args.baud, buf_size=args.buf_size,
                              faults=faults, image=args.image)
-    except HilprovError as err:
-        print(f"hilprov sim: {err}", file=sys.stderr)
+        _serve(board, control)
+    finally:
         _remove(temp_dir)
-        return err.exit_code
+    return 0
+
+
+def _serve(board: VirtualBoard, control: Path) -> None:
+    """Start `board` and its control socket, print both, wait for SIGTERM/SIGINT or "stop"."""
     done = threading.Event()
     server = ControlServer(board, control, on_stop=done.set)
     previous = {}
@@ -129,16 +139,11 @@ def sim_main(argv: list[str] | None = None) -> int:
                 previous[sig] = signal.signal(sig, lambda *_: done.set())
         while not done.wait(0.5):
             pass
-        return 0
-    except HilprovError as err:
-        print(f"hilprov sim: {err}", file=sys.stderr)
-        return err.exit_code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.close()
         board.stop()
-        _remove(temp_dir)
 
 
 def _remove(path: Path | None) -> None:
@@ -183,16 +188,20 @@ class SimProcess:
         self.stop()
 
 
+def _popen(argv: list[str], stderr: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr,
+                            stdin=subprocess.DEVNULL)
+
+
 def spawn_sim(args: list[str] | None = None, *, timeout: float = 15.0,
               stderr_path: Path | None = None) -> SimProcess:
-    """Start ``python -m hilprov.sim ARGS`` and wait for its pty path and control socket."""
-    err_out = open(stderr_path, "ab") if stderr_path is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "hilprov.sim", *(args or [])],
-                                stdout=subprocess.PIPE, stderr=err_out, stdin=subprocess.DEVNULL)
-    finally:
-        if stderr_path is not None:
-            err_out.close()  # type: ignore[union-attr]
+    """Start ``python -m hilprov sim ARGS`` and wait for its pty path and control socket."""
+    argv = [sys.executable, "-m", "hilprov", "sim", *(args or [])]
+    if stderr_path is None:
+        proc = _popen(argv, subprocess.DEVNULL)
+    else:
+        with open(stderr_path, "ab") as err_out:  # the child keeps its own copy
+            proc = _popen(argv, err_out)
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     buf = b""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import logging
 import queue
@@ -300,10 +301,8 @@ class SmpServer:
 
     def _cleanup(self) -> None:
         if self._transfer is not None:
-            try:
+            with contextlib.suppress(FsError):
                 self._transfer.handle.close()
-            except FsError:
-                pass
             self._transfer = None
 
     def _finish_check(self) -> None:
