@@ -159,5 +159,5 @@ EXIT_CODES: dict[int, str] = {
     AlreadyProvisionedError.exit_code: "device already provisioned",
     NotRegisteredError.exit_code: "restored but did not register",
     RecordsError.exit_code: "records database error",
-    130: "interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM); the attempt is recorded",
 }
+INTERRUPTED_CODES = "130/143  interrupted by SIGINT (Ctrl-C) / SIGTERM; the attempt is recorded"

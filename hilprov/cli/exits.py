@@ -7,11 +7,18 @@ import logging
 import sys
 from collections.abc import Callable
 
-from hilprov.errors import EXIT_CODES, HilprovError, Interrupted, ValidationError
+from hilprov.errors import (
+    EXIT_CODES,
+    INTERRUPTED_CODES,
+    HilprovError,
+    Interrupted,
+    ValidationError,
+)
 
 log = logging.getLogger("hilprov")
 
-EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+EPILOG = ("exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+          + f"\n  {INTERRUPTED_CODES}")
 
 
 def guarded(func: Callable[..., int], args, prog: str) -> int:

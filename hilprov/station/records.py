@@ -66,10 +66,11 @@ class RecordStore:
                 return
             conn = self._connect()
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                self._migrate(conn)
-                conn.execute("COMMIT")
+                if self._version(conn) < schema.VERSION:  # reading needs no write lock
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("BEGIN IMMEDIATE")
+                    self._migrate(conn)
+                    conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise RecordsError(f"{self.path}: cannot create or migrate the records "
                                    f"tables: {exc}") from None
@@ -78,13 +79,20 @@ class RecordStore:
             self._ready = True
 
     @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
+    def _version(conn: sqlite3.Connection) -> int:
+        """The schema version of the file: 0 for a new one, 1 for the first release's."""
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "schema_version" in tables:
+            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if version:
+                return version
+        return 1 if "attempts" in tables else 0
+
+    @classmethod
+    def _migrate(cls, conn: sqlite3.Connection) -> None:
+        version = cls._version(conn)
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        version = row[0] or 0
-        if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                         "AND name = 'attempts'").fetchone():
-            version = 1  # the first release's file: the attempts table alone
         for migration in schema.MIGRATIONS:
             if migration.version > version:
                 for statement in schema.statements(migration, schema.SQLITE):
@@ -248,8 +256,11 @@ class RecordWriter(FlowObserver):
 
     def run_started(self, result: FlowResult) -> None:
         if not self._swept:
-            self.store.sweep_abandoned()  # earlier runs of this station killed mid-attempt
-            self._swept = True
+            try:  # earlier runs of this station that were killed mid-attempt
+                self.store.sweep_abandoned()
+                self._swept = True
+            except RecordsError as exc:
+                log.warning("%s (will retry at the next attempt)", exc)
         self._save(result)
 
     def step_started(self, result: FlowResult, step: StepRecord) -> None:

@@ -235,10 +235,9 @@ class ExclusiveWriter:
         self.thread.join(5)
 
     def _hold(self) -> None:
+        RecordStore(self.path).ensure_schema()
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(records.SCHEMA)
             conn.execute("BEGIN EXCLUSIVE")
             self.locked.set()
             self.done.wait(self.seconds)

@@ -62,8 +62,10 @@ def test_several_processes_write_at_once(tmp_path):
     assert all(r["outcome"] == "registered" for r in rows)
 
 
-def test_a_crash_leaves_a_truthful_in_progress_row(tmp_path):
-    """Kill a provisioning run while it waits for registration: the row says how far it got."""
+def test_a_killed_run_is_shown_abandoned_at_once_with_the_step_it_was_in(tmp_path):
+    """kill -9 a provisioning run while it waits for registration: while it runs the row says
+    "in progress"; the very next look at the records says "abandoned" (its process is gone from
+    this host) and how far it got — never "in progress" for a run that no longer exists."""
     db = tmp_path / "r.sqlite"
     script = textwrap.dedent(f"""
         from pathlib import Path
@@ -86,14 +88,15 @@ def test_a_crash_leaves_a_truthful_in_progress_row(tmp_path):
         while time.monotonic() < deadline:
             rows = RecordStore(db).query() if db.exists() else []
             if rows and rows[0]["current_step"] == "wait-registered":
+                assert rows[0]["outcome"] == "in progress"  # alive: not mistaken for abandoned
                 break
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(10)
     [row] = RecordStore(db).query()
-    assert row["outcome"] == "in progress" and row["finished_at"] is None
-    assert row["current_step"] == "wait-registered"
+    assert row["outcome"] == "abandoned" and row["error_kind"] == "abandoned"
+    assert row["current_step"] == "wait-registered" and row["finished_at"] is not None
     steps = {s["name"]: s["status"] for s in json.loads(row["steps"])}
     assert steps["read-result"] == "ok" and steps["wait-restored"] == "ok"
 
