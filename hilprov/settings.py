@@ -20,6 +20,7 @@ from typing import Any, Literal
 from hilprov.board import registry
 from hilprov.core import credentials, plan, profile
 from hilprov.errors import ConfigError, UsageError
+from hilprov.samples import sample
 from hilprov.station.flow import STEP_NAMES, RunOptions
 
 SEED = "seed-compatible options (ptool)"
@@ -128,7 +129,7 @@ class Settings:
     endpoint_cfg: Path | None = setting(
         None, "endpoint configuration to load on the device", cli=("-c", "--endpoint_cfg"),
         pytest="--hil-endpoint-cfg", metavar="FILE", parse=Path, group=SEED, required_cli=True,
-        pytest_default=Path("configs/endpoint_cfg"))
+        pytest_default=sample("endpoint_cfg_line"))
     endpoint_name: str | None = setting(
         None, "endpoint name (default: the name the board reports)", cli=("-e", "--URN"),
         metavar="NAME", group=SEED)
@@ -198,7 +199,8 @@ class Settings:
         None, "final (production) image", cli=("--final-hex",), metavar="FILE", parse=Path,
         group=BOARD)
     force_endpoint: bool = setting(
-        False, "use -e even if the device reports another endpoint name",
+        False, "use -e even if the device reports another endpoint name (the production "
+        "image still registers under the device's own name)",
         cli=("--force-endpoint",), kind="flag", group=BOARD)
     until: str | None = setting(
         None, f"stop after this step ({', '.join(STEP_NAMES)})", cli=("--until",),
@@ -220,6 +222,10 @@ class Settings:
     log_dir: Path = setting(
         Path("hilprov-logs"), "serial logs, one file per board and run (default: %(default)s)",
         cli=("--log-dir",), pytest="--hil-logdir", metavar="DIR", parse=Path, group=BOARD)
+    sim_state: Path | None = setting(
+        None, "virtual boards: keep their flash (it holds the device's keys) in DIR/<board> "
+        "(default: in memory, or a private temporary directory under pytest)",
+        cli=("--sim-state",), pytest="--hil-sim-state", metavar="DIR", parse=Path, group=BOARD)
     emulate_baud: bool = setting(
         False, "virtual boards: bytes take their wire time at the baud rate",
         cli=("--emulate-baud",), pytest="--hil-emulate-baud", kind="flag", group=BOARD)
@@ -277,7 +283,7 @@ class Settings:
 
     def board_options(self, **overrides: Any) -> registry.BoardOptions:
         values = {"port": self.port, "baudrate": self.baudrate,
-                  "emulate_baud": self.emulate_baud}
+                  "emulate_baud": self.emulate_baud, "state_root": self.sim_state}
         values.update(overrides)
         return registry.BoardOptions(**values)
 

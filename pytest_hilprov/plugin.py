@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -167,6 +169,23 @@ def hil_run_dir(pytestconfig: pytest.Config, hil_settings: Settings) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hil_secrets_dir(hil_settings: Settings):
+    """Where this session's device secrets go (private keys of generated certificates, saved
+    PSKs): --hil-keep-secrets DIR, else a private temporary directory (0700), outside the working
+    and log directories (which CI uploads), removed at the end."""
+    if hil_settings.secrets_out is not None:
+        from hilprov.station.secrets import private_dir
+
+        yield private_dir(hil_settings.secrets_out)
+        return
+    path = Path(tempfile.mkdtemp(prefix="hilprov-secrets-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def hil_records(hil_settings: Settings) -> RecordWriter:
     """Writes one row per provisioning attempt to the records database (never a secret)."""
     return RecordWriter(RecordStore(hil_settings.records), source="pytest")
@@ -184,7 +203,7 @@ def coiote(hil_settings: Settings):
 
 
 @pytest.fixture(scope="session")
-def board(pytestconfig: pytest.Config, hil_settings: Settings, coiote, hil_run_dir: Path):
+def board(pytestconfig: pytest.Config, hil_settings: Settings, coiote, hil_secrets_dir: Path):
     """The board under test for this session (this xdist worker's): real or virtual;
     `board.flashed` is the image this session last put on it."""
     if not hil_settings.has_board:
@@ -195,7 +214,7 @@ def board(pytestconfig: pytest.Config, hil_settings: Settings, coiote, hil_run_d
                 if hil_settings.board else None)
         number = int(worker[2:]) + 1 if worker and worker[2:].isdigit() else 1
         opened = support.open_board(hil_settings, spec, sim_number=number, cloud=coiote,
-                                    state_dir=hil_run_dir / "sim-state")
+                                    state_dir=hil_settings.sim_state or hil_secrets_dir / "sim")
     except HilprovError as exc:
         pytest.fail(f"board: {exc}", pytrace=False)
     yield opened
@@ -221,13 +240,16 @@ def dut(request: pytest.FixtureRequest, board, hil_run_dir: Path):
 
 @pytest.fixture
 def provision(request: pytest.FixtureRequest, board, dut, hil_settings, coiote, hil_records,
-              hil_run_dir: Path):
+              hil_run_dir: Path, hil_secrets_dir: Path):
     """Run the provisioning flow on the board as a test step: `provision(endpoint_cfg=...,
-    cert_info=..., server_cert=..., erase=True, flash_final=True)` returns an Endpoint whose
-    `result` says what happened (it does not raise for device outcomes)."""
+    cert_info=..., server_cert=..., psk_identity=..., psk_key=..., erase=True,
+    flash_final=True)` returns an Endpoint whose `result` says what happened (it does not raise
+    for device outcomes)."""
     def run(**kwargs) -> support.Endpoint:
         endpoint = support.provision(board, hil_settings, port=dut, cloud=coiote,
-                                     observers=[hil_records], log_dir=hil_run_dir, **kwargs)
+                                     observers=[hil_records], log_dir=hil_run_dir,
+                                     secrets_dir=hil_secrets_dir,
+                                     history=hil_records.store, **kwargs)
         request.node.stash[ENDPOINT_KEY] = endpoint
         return endpoint
     return run

@@ -94,21 +94,26 @@ _RUN_FIELDS = {f.name for f in dataclasses.fields(RunOptions)}
 
 def provision(board: Board, settings: Settings, *, port: SerialPort | None = None,
               cloud: clouds.CloudTarget | None, observers: list[FlowObserver] = (),
-              log_dir: Path | None = None, endpoint_cfg: Path | None = None,
-              cert_info: Path | None = None, server_cert: Path | None = None,
-              erase: bool = True, profile: str | None = None, flash_final: bool = True,
-              **run: object) -> Endpoint:
+              log_dir: Path | None = None, secrets_dir: Path | None = None,
+              history=None, endpoint_cfg: Path | None = None, cert_info: Path | None = None,
+              server_cert: Path | None = None, psk_identity: str | None = None,
+              psk_key: str | None = None, erase: bool = True, profile: str | None = None,
+              flash_final: bool = True, **run: object) -> Endpoint:
     """Run the provisioning flow on `board` as a test step; never raises for device outcomes
-    (the Endpoint's result says what happened), only for bugs. `run` sets RunOptions fields."""
+    (the Endpoint's result says what happened), only for bugs. Certificates and keys it makes
+    go to `secrets_dir`, never to the log directory. `run` sets RunOptions fields."""
     unknown = set(run) - _RUN_FIELDS
     if unknown:
         raise TypeError(f"provision() got unknown options: {', '.join(sorted(unknown))}")
     inputs = settings.inputs("pytest", endpoint_cfg=endpoint_cfg, cert_info=cert_info,
-                             server_cert=server_cert, profile=profile)
-    options = settings.run_options(erase=erase, cert_dir=(log_dir or settings.log_dir) / "cert",
-                                   **({"until": "onboard"} if not flash_final else {}), **run)
+                             server_cert=server_cert, profile=profile,
+                             psk_identity=psk_identity, psk_key=psk_key)
+    secrets_dir = secrets_dir or settings.secrets_out
+    options = settings.run_options(
+        erase=erase, cert_dir=Path(secrets_dir or (log_dir or settings.log_dir)) / "cert",
+        **({"until": "onboard"} if not flash_final else {}), **run)
     flow = ProvisioningFlow(board, inputs, options, cloud=cloud, observers=list(observers),
-                            log_dir=log_dir, port=port)
+                            log_dir=log_dir, port=port, history=history)
     result = flow.run()
     blob = flow.build.blob if flow.build is not None else b""
     return Endpoint(result.endpoint, result.security_mode, result.cert_fingerprint, result, blob)

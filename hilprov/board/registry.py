@@ -15,7 +15,7 @@ from hilprov.errors import BoardError, ConfigError
 log = logging.getLogger(__name__)
 
 SIM = "sim"
-SIM_IMEI_BASE = 351234567890123  # virtual board n gets IMEI base + n - 1: distinct endpoints
+SIM_IMEI_BASE = 351234567890123  # the IMEIs bench and test boards count up from
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,30 @@ class BoardKind:
     open: Callable[[str, str, int, BoardOptions], Board]  # (spec, name, sim number, options)
 
 
+def _is_sim(spec: str) -> bool:
+    return spec == SIM or spec.startswith(SIM + ":")
+
+
+def _sim_imei(spec: str) -> str:
+    """The IMEI a `sim` spec pins (`sim:<IMEI>`), else a fresh random one."""
+    from hilprov.sim import imei
+
+    _, _, pinned = spec.partition(":")
+    if not pinned:
+        return imei.random_imei()
+    if not imei.valid(pinned):
+        raise ConfigError(f"--board {spec}: {pinned!r} is not an IMEI (15 digits, the last a "
+                          "Luhn check digit)")
+    return pinned
+
+
 def _open_sim(spec: str, name: str, number: int, options: BoardOptions) -> Board:
     from hilprov.board.sim import SimBoard
 
     state = options.state_root / name if options.state_root else None
     return SimBoard(name, state_dir=state, baudrate=options.baudrate,
                     emulate_baud=options.emulate_baud, cloud=options.cloud,
-                    imei=str(SIM_IMEI_BASE + number - 1))
+                    imei=_sim_imei(spec))
 
 
 def _open_nordic(spec: str, name: str, number: int, options: BoardOptions) -> Board:
@@ -54,7 +71,7 @@ def _open_nordic(spec: str, name: str, number: int, options: BoardOptions) -> Bo
 
 
 KINDS: tuple[BoardKind, ...] = (
-    BoardKind("sim", SIM, lambda spec: spec == SIM, _open_sim),
+    BoardKind("sim", "sim[:IMEI]", _is_sim, _open_sim),
     BoardKind("nordic", "<J-Link serial number>",
               lambda spec: re.fullmatch(r"\d+", spec) is not None, _open_nordic),
 )
@@ -74,7 +91,8 @@ def accepted_forms() -> str:
 
 def check_spec(spec: str) -> str:
     """`spec` itself if some board kind takes it (for option parsing)."""
-    kind_of(spec)
+    if kind_of(spec).name == "sim":
+        _sim_imei(spec)
     return spec
 
 
@@ -91,6 +109,10 @@ def open_boards(specs: Sequence[str], options: BoardOptions) -> list[Board]:
         raise ConfigError("--port names one serial port: it cannot be used with several --board")
     kinds = [kind_of(spec) for spec in specs]
     sims = sum(1 for kind in kinds if kind.name == "sim")
+    pinned = [spec for spec in specs if _is_sim(spec) and spec != SIM]
+    if len(set(pinned)) != len(pinned):
+        raise ConfigError(f"the same virtual board IMEI is pinned twice ({', '.join(pinned)}): "
+                          "two units cannot share an endpoint name")
     boards: list[Board] = []
     try:
         number = options.first_sim

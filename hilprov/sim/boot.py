@@ -31,6 +31,9 @@ def _pause(boot: Boot, seconds: float) -> bool:
     return not boot.stop.wait(seconds)
 
 
+NOT_ONBOARDED = ("no Coiote knows this device: the virtual board was given none to check, so "
+                 "as far as it knows the device was never onboarded")
+
 class Firmware:
     """The initial and the final image, run against the board's console, state and mounts.
 
@@ -199,9 +202,8 @@ class Firmware:
         self._log(boot, "inf", "anjay", "[anjay] Register sent")
         if self.faults.never_register:
             return  # the Register is never answered
-        verdict: bool | str = True
-        if self.registrar is not None:
-            verdict = self.registrar(endpoint, objects)
+        verdict: bool | str = (self.registrar(endpoint, objects) if self.registrar is not None
+                               else NOT_ONBOARDED)
         if not _pause(boot, 0.05):
             return
         if verdict is True:

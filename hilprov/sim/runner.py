@@ -23,7 +23,9 @@ from types import TracebackType
 from typing import Any
 
 from hilprov.errors import BoardError
+from hilprov.sim import imei
 from hilprov.sim.board import VirtualBoard
+from hilprov.sim.cloud import CloudView, rest_registrar
 from hilprov.sim.control import ControlServer, SimBoardClient
 from hilprov.sim.faults import Faults
 
@@ -37,11 +39,38 @@ def _pair(text: str, what: str) -> tuple[int, str]:
     return int(number), value
 
 
+def _imei(text: str) -> str:
+    if not imei.valid(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IMEI (15 digits, the last a Luhn "
+                                         "check digit)")
+    return text
+
+
+def _registrar(args: argparse.Namespace):
+    if args.coiote_url is None:
+        return None
+    if args.coiote_token_file is None:
+        raise BoardError("--coiote-url needs --coiote-token-file FILE (a token that may read "
+                         "devices)")
+    try:
+        token = args.coiote_token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BoardError(f"{args.coiote_token_file}: cannot read the token: {err}") from None
+    return rest_registrar(CloudView(args.coiote_url, token))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hilprov sim", description="Run a virtual nRF91 board (Zephyr + Anjay demo images) "
         "on a pseudo-terminal. Prints the pty path, then 'control <socket>'.")
-    parser.add_argument("--imei", default="351234567890123", help="IMEI in the endpoint name")
+    parser.add_argument("--imei", type=_imei, default=None,
+                        help="IMEI in the endpoint name (15 digits, Luhn check digit; default: "
+                             "a fresh random test IMEI)")
+    parser.add_argument("--coiote-url", metavar="URL",
+                        help="the Coiote-compatible REST API the final image's LwM2M server "
+                             "asks before it accepts a Register (default: none, so it refuses)")
+    parser.add_argument("--coiote-token-file", type=Path, metavar="FILE",
+                        help="a token that may read devices there")
     parser.add_argument("--state-dir", type=Path, help="where flashed image and factory data "
                         "persist (default: a temporary directory, removed on exit)")
     parser.add_argument("--image", choices=("initial", "final"), default="initial",
@@ -116,8 +145,9 @@ def sim_main(argv: list[str] | None = None) -> int:
             if temp_dir is None:
                 temp_dir = Path(tempfile.mkdtemp(prefix="hilprov-sim-"))
             control = temp_dir / "control.sock"
-        board = VirtualBoard(state_dir, imei=args.imei, baud=args.baud, buf_size=args.buf_size,
-                             faults=faults, image=args.image)
+        board = VirtualBoard(state_dir, imei=args.imei or imei.random_imei(), baud=args.baud,
+                             buf_size=args.buf_size, faults=faults, image=args.image,
+                             registrar=_registrar(args))
         _serve(board, control)
     finally:
         _remove(temp_dir)

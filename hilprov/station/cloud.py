@@ -41,13 +41,16 @@ class CloudTarget:
         return CloudView(self.client.base_url, self.token)
 
     def onboard(self, endpoint: str, build: Build, *, replace: bool = False) -> tuple[str, bool]:
-        """Create the device with the build's security settings; (status, replaced)."""
+        """Create the device with the build's security settings; (status, replaced).
+
+        A unit that got a newly made key replaces its own entry (same endpoint, same unit):
+        whatever Coiote holds for it is an older attempt's key."""
         identity, key = build.psk_credentials()
         psk = build.mode == SecurityMode.PSK
         if psk and not (isinstance(identity, bytes) and isinstance(key, bytes)):
             raise ConfigError(f"{build.config.source}: PSK mode needs the identity (/0/x/3) and "
                               "key (/0/x/5) as bytes for Coiote")
-        replaced = replace and self.client.delete_by_endpoint(endpoint)
+        replaced = (replace or build.made_key) and self.client.delete_by_endpoint(endpoint)
         result = self.client.register_device(endpoint, self.domain, str(build.mode), identity,
                                              key)
         return result.status, replaced

@@ -15,7 +15,9 @@ from tests import CONFIGS
 
 pytestmark = [pytest.mark.hil, pytest.mark.destructive]
 
-MODES = {"psk": "endpoint_cfg", "nosec": "endpoint_cfg_nosec", "cert": "endpoint_cfg_cert"}
+# A line gives every unit its own credentials: PSK units get their endpoint name as identity and
+# a random key (endpoint_cfg_line), Certificate units a certificate and key of their own.
+MODES = {"psk": "endpoint_cfg_line", "nosec": "endpoint_cfg_nosec", "cert": "endpoint_cfg_cert"}
 
 
 def serial_log(dut) -> str:
@@ -61,7 +63,7 @@ def test_configuration_the_device_rejects_gives_the_device_rejected_outcome(prov
                                                                            tmp_path):
     # The generic lwm2m profile lets an object through that the initial image does not have.
     cfg = tmp_path / "with_device_object"
-    cfg.write_text((CONFIGS / "endpoint_cfg").read_text().rstrip().rstrip("}")
+    cfg.write_text((CONFIGS / "endpoint_cfg_line").read_text().rstrip().rstrip("}")
                    + "    OID.Device: {0: {RID.Device.Manufacturer: 'ACME'}},\n}\n")
     endpoint = provision(endpoint_cfg=cfg, profile="lwm2m")
     result = endpoint.result

@@ -31,7 +31,6 @@ from hilprov.sim.board import Faults
 from hilprov.sim.cloud import coiote_registrar
 from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
-from hilprov.station import records
 from hilprov.station.flow import FlowResult, ProvisioningFlow, Timeouts
 from hilprov.station.records import RecordStore, RecordWriter
 from tests import CONFIGS

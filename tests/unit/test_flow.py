@@ -7,9 +7,12 @@ import pytest
 from hilprov.board.nordic import NordicBoard
 from hilprov.board.port import PortBoard
 from hilprov.board.sim import SimBoard
+from hilprov.cloud.coiote import CoioteClient
 from hilprov.core.certs import generate_self_signed
 from hilprov.errors import JLinkMissingError
 from hilprov.sim.board import Faults
+from hilprov.sim.cloud import CloudView
+from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
 from hilprov.station.flow import STEP_NAMES as STEPS
 from hilprov.station.flow import Timeouts
@@ -18,14 +21,24 @@ from tests import CONFIGS
 from tests.unit.flowkit import make_flow
 
 ENDPOINT = "anjay-zephyr-demo-351234567890123"
+TOKEN = "flow-test-token"
 FAST = Timeouts(ready=5, prompt=1, smp=1.0, result=10, restored=5, registered=5)
 
 
 @pytest.fixture
-def sim(tmp_path):
+def coiote():
+    """The Coiote the flows onboard into and the virtual boards check at registration."""
+    with CoioteServer(token=TOKEN) as server, \
+            CoioteClient(server.url, TOKEN, timeout=5.0) as client:
+        yield server, client
+
+
+@pytest.fixture
+def sim(tmp_path, coiote):
     made = []
 
     def make(**kwargs):
+        kwargs.setdefault("cloud", CloudView(coiote[0].url, TOKEN))
         board = SimBoard("sim", state_dir=tmp_path / f"state{len(made)}", **kwargs)
         made.append(board)
         return board
@@ -54,19 +67,24 @@ def cert_options(tmp_path):
     return make
 
 
-def run(board, opts, tmp_path=None, **kwargs):
-    return make_flow(board, log_dir=tmp_path, **opts, **kwargs).run()
+@pytest.fixture
+def run(coiote):
+    """Run a flow that onboards into the test's Coiote (`client=None`: no onboarding)."""
+    def flow(board, opts, tmp_path=None, **kwargs):
+        kwargs.setdefault("client", coiote[1])
+        return make_flow(board, log_dir=tmp_path, token=TOKEN, **opts, **kwargs).run()
+    return flow
 
 
-def test_full_flow_registers_and_records_every_step(sim, tmp_path):
+def test_full_flow_registers_and_records_every_step(sim, run, tmp_path):
     store = RecordStore(tmp_path / "rec.sqlite")
     board = sim()
     result = run(board, options(), tmp_path, observers=[RecordWriter(store)])
     assert result.outcome == "registered", result.error
     assert board.flashed == FINAL_IMAGE  # the board knows what it runs now
     assert [s.name for s in result.steps] == list(STEPS)
-    assert all(s.status in ("ok", "skipped") for s in result.steps)
-    assert result.step("onboard").status == "skipped"  # no Coiote given
+    assert all(s.status == "ok" for s in result.steps)
+    assert result.step("onboard").detail == "created"
     assert result.endpoint == ENDPOINT and result.blob_size == 192
     log = (tmp_path / "sim.log").read_text()
     assert "Device ready for provisioning." in log
@@ -75,8 +93,8 @@ def test_full_flow_registers_and_records_every_step(sim, tmp_path):
     assert (row["outcome"], row["endpoint"], row["exit_code"]) == ("registered", ENDPOINT, 0)
 
 
-def test_certificate_mode_uploads_in_512_byte_writes_at_emulated_115200_baud(sim, cert_options,
-                                                                            tmp_path):
+def test_certificate_mode_uploads_in_512_byte_writes_at_emulated_115200_baud(sim, run,
+        cert_options, tmp_path):
     board = sim(emulate_baud=True)
     result = run(board, cert_options(), tmp_path)
     assert result.outcome == "registered", result.error
@@ -85,8 +103,8 @@ def test_certificate_mode_uploads_in_512_byte_writes_at_emulated_115200_baud(sim
     assert (tmp_path / "cert" / ENDPOINT / "client_key.der").exists()
 
 
-def test_flow_survives_a_dropped_line_a_corrupted_line_and_a_stall_at_115200(sim, cert_options,
-                                                                           tmp_path):
+def test_flow_survives_a_dropped_line_a_corrupted_line_and_a_stall_at_115200(sim, run,
+        cert_options, tmp_path):
     faults = Faults(drop_lines=frozenset({3}), corrupt_lines={8: "crc", 12: "base64"},
                     stall_requests={5: 1.5})
     board = sim(emulate_baud=True, faults=faults)
@@ -101,8 +119,8 @@ def test_flow_survives_a_dropped_line_a_corrupted_line_and_a_stall_at_115200(sim
     assert stats["frames dropped (line is not valid base64)"] >= 1
 
 
-def test_reset_in_the_middle_of_the_upload_ends_as_rejected_or_transfer_error(sim, cert_options,
-                                                                            tmp_path):
+def test_reset_in_the_middle_of_the_upload_ends_as_rejected_or_transfer_error(sim, run,
+        cert_options, tmp_path):
     board = sim(faults=Faults(reset_after_provision_bytes=600, eof_idle=1.0))
     start = time.monotonic()
     result = run(board, cert_options(), tmp_path)
@@ -113,7 +131,7 @@ def test_reset_in_the_middle_of_the_upload_ends_as_rejected_or_transfer_error(si
     assert result.step("onboard").status == "pending"  # never onboarded a broken device
 
 
-def test_already_provisioned_device_is_refused_before_any_upload(sim, tmp_path):
+def test_already_provisioned_device_is_refused_before_any_upload(sim, run, tmp_path):
     board = sim()
     assert run(board, options(), tmp_path).outcome == "registered"
     again = run(board, options(erase=False), tmp_path)
@@ -123,7 +141,7 @@ def test_already_provisioned_device_is_refused_before_any_upload(sim, tmp_path):
     assert again.step("read-endpoint").status == "pending"
 
 
-def test_device_rejection_gives_the_host_validators_best_guess(sim, tmp_path):
+def test_device_rejection_gives_the_host_validators_best_guess(sim, run, tmp_path):
     cfg = tmp_path / "cfg"
     cfg.write_text("{0: {1: {0: 'coap://x:5683', 2: 3, 10: 1}}, 1: {1: {0: 1, 1: 60, 6: False, "
                    "7: 'U'}}, 3: {0: {0: 'ACME'}}}")
@@ -133,17 +151,28 @@ def test_device_rejection_gives_the_host_validators_best_guess(sim, tmp_path):
     assert result.step("flash-final").status == "pending"
 
 
-def test_endpoint_mismatch_stops_before_anything_is_uploaded(sim, tmp_path):
+def test_endpoint_mismatch_stops_before_anything_is_uploaded(sim, run, tmp_path):
     board = sim()
     result = run(board, options(endpoint_name="other-name"), tmp_path)
     assert result.error_kind == "endpoint mismatch" and result.exit_code == 3
     assert result.step("upload").status == "pending"
     assert board.device.attempts == []
     forced = run(board, options(endpoint_name="other-name", force_endpoint=True), tmp_path)
-    assert forced.outcome == "registered" and forced.endpoint == "other-name"
+    assert forced.endpoint == "other-name" and forced.coiote == "created"
+    # The production image registers under the device's own name, which Coiote does not know:
+    # the outcome says so rather than "registered".
+    assert forced.error_kind == "not registered" and board.device.registrations == []
 
 
-def test_missing_ready_line_times_out_with_the_tail_and_the_log_path(sim, tmp_path):
+def test_a_virtual_board_that_was_not_onboarded_never_registers(sim, run, tmp_path):
+    board = sim()
+    result = run(board, options(), tmp_path, client=None)
+    assert result.step("onboard").status == "skipped"
+    assert result.outcome == "failed" and result.error_kind == "not registered"
+    assert result.exit_code == 11 and board.device.registrations == []
+
+
+def test_missing_ready_line_times_out_with_the_tail_and_the_log_path(sim, run, tmp_path):
     board = sim(faults=Faults(no_ready_line=True))
     result = run(board, options(timeouts=Timeouts(ready=0.5)), tmp_path)
     assert result.error_kind == "board error" and result.exit_code == 7
@@ -153,7 +182,7 @@ def test_missing_ready_line_times_out_with_the_tail_and_the_log_path(sim, tmp_pa
     assert str(tmp_path / "sim.log") in result.error
 
 
-def test_restored_but_never_registered(sim, tmp_path):
+def test_restored_but_never_registered(sim, run, tmp_path):
     board = sim(faults=Faults(never_register=True))
     result = run(board, options(timeouts=Timeouts(registered=1.0)), tmp_path)
     assert result.error_kind == "not registered" and result.exit_code == 11
@@ -161,14 +190,14 @@ def test_restored_but_never_registered(sim, tmp_path):
     assert result.step("wait-restored").status == "ok"
 
 
-def test_cloud_refusal_is_reported_as_not_registered(sim, tmp_path):
+def test_cloud_refusal_is_reported_as_not_registered(sim, run, tmp_path):
     board = sim(registrar=lambda endpoint, objects: "not onboarded")
     result = run(board, options(), tmp_path)
     assert result.error_kind == "not registered"
     assert "refused the registration (4.03 Forbidden)" in result.error
 
 
-def test_bad_config_never_touches_the_board(sim, tmp_path):
+def test_bad_config_never_touches_the_board(sim, run, tmp_path):
     cfg = tmp_path / "cfg"
     cfg.write_text("{0: {1: {0: 'coap://x', 2: 1, 10: 1}}}")
     board = sim()
@@ -179,7 +208,7 @@ def test_bad_config_never_touches_the_board(sim, tmp_path):
     assert result.step("flash-initial").status == "pending"
 
 
-def test_port_only_board_provisions_a_device_already_running_the_initial_image(sim, tmp_path):
+def test_port_only_board_provisions_a_device_already_running_the_initial_image(sim, run, tmp_path):
     device = sim()
     board = PortBoard("port", device.port)
     result = run(board, options(), tmp_path)
@@ -189,7 +218,7 @@ def test_port_only_board_provisions_a_device_already_running_the_initial_image(s
     assert device.device.provisioned
 
 
-def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, tmp_path):
+def test_real_board_path_with_a_faked_probe_driving_the_virtual_board(sim, run, tmp_path):
     """NordicBoard end to end: pynrfjprog faked, the chip behind it is a virtual board."""
     from pynrfjprog.Parameters import EraseAction
 
@@ -273,7 +302,7 @@ def tcp_bridge():
 
 
 
-def test_a_board_behind_a_socket_url_is_provisioned(sim, tcp_bridge, tmp_path):
+def test_a_board_behind_a_socket_url_is_provisioned(sim, run, tcp_bridge, tmp_path):
     """Any pyserial URL is a port: here socket:// through a ser2net-like bridge."""
     device = sim()
     url = tcp_bridge(device.port)

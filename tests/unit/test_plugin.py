@@ -5,7 +5,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from hilprov.sim import imei
 from tests import CONFIGS
+
+PINNED_IMEI = "351234567890124"
 
 HIL_TESTS = """
 import pytest
@@ -139,17 +142,17 @@ def test_provisioned_endpoint_reports_properties_and_records(configs_here):
             assert provisioned_endpoint.result.outcome == "registered"
     """)
     junit = configs_here.path / "junit.xml"
-    result = configs_here.runpytest("--board", "sim", f"--junitxml={junit}",
+    result = configs_here.runpytest(f"--board=sim:{PINNED_IMEI}", f"--junitxml={junit}",
                                     "--hil-records", "rec.sqlite")
     result.assert_outcomes(passed=1)
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert props["board"] == "sim"
-    assert props["endpoint"] == "anjay-zephyr-demo-351234567890123"
+    assert props["endpoint"] == f"anjay-zephyr-demo-{PINNED_IMEI}"
     assert props["result"] == "registered"
     assert "upload" in props["durations"]
     rows = sqlite3.connect(configs_here.path / "rec.sqlite").execute(
         "SELECT board, endpoint, outcome, source FROM attempts").fetchall()
-    assert rows == [("sim", "anjay-zephyr-demo-351234567890123", "registered", "pytest")]
+    assert rows == [("sim", f"anjay-zephyr-demo-{PINNED_IMEI}", "registered", "pytest")]
 
 
 def test_failed_provisioning_fails_the_fixture_with_the_step_and_reason(configs_here):
@@ -162,7 +165,7 @@ def test_failed_provisioning_fails_the_fixture_with_the_step_and_reason(configs_
         def test_provision(provisioned_endpoint):
             pass
     """)
-    result = configs_here.runpytest("--board", "sim")
+    result = configs_here.runpytest("--board", "sim", "--hil-endpoint-cfg", "configs/endpoint_cfg")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*provisioning failed at check-config: validation failed*"])
 
@@ -180,5 +183,7 @@ def test_two_workers_get_two_boards_and_both_are_recorded(configs_here):
     result.assert_outcomes(passed=2)
     rows = sqlite3.connect(configs_here.path / "rec.sqlite").execute(
         "SELECT board, endpoint, outcome FROM attempts ORDER BY board").fetchall()
-    assert rows == [("sim-1", "anjay-zephyr-demo-351234567890123", "registered"),
-                    ("sim-2", "anjay-zephyr-demo-351234567890124", "registered")]
+    assert [(board, outcome) for board, _, outcome in rows] == [("sim-1", "registered"),
+                                                               ("sim-2", "registered")]
+    imeis = [endpoint.removeprefix("anjay-zephyr-demo-") for _, endpoint, _ in rows]
+    assert len(set(imeis)) == 2 and all(imei.valid(i) for i in imeis)  # two distinct devices

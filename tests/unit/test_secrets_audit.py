@@ -39,6 +39,7 @@ from hilprov.core.config import load_config, parse_config
 from hilprov.core.senml import decode
 from hilprov.errors import HilprovError
 from hilprov.provisioning import FactoryProvisioning
+from hilprov.sim.cloud import CloudView
 from hilprov.sim.coiote_server import CoioteServer
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE
 from hilprov.station.flow import Timeouts
@@ -51,6 +52,8 @@ PSK_KEY = b"AUDIT-PSK-KEY-7f3a9c"
 PSK_IDENTITY = b"audit-psk-identity"  # not a secret: Coiote lists it; never searched
 TOKEN = "AUDIT-TOKEN-5b2e8d"
 ENDPOINT = "anjay-zephyr-demo-351234567890123"
+BOARD_IMEI = "351234567890124"  # the virtual board the CLI runs use, pinned
+BOARD_ENDPOINT = f"anjay-zephyr-demo-{BOARD_IMEI}"
 WINDOW = 10  # bytes: a leak of any 10 consecutive secret bytes counts
 TIMEOUTS = Timeouts(ready=5, prompt=1, smp=1.0, result=10, restored=5, registered=5)
 
@@ -282,7 +285,7 @@ def cli_evidence(tmp_path_factory) -> Evidence:
             ev.texts[f"{name} stderr"] = stderr.getvalue()
             assert code == expect, f"{name}: exit {code}\n{stderr.getvalue()[-3000:]}"
 
-        board = ["--board", "sim"]
+        board = ["--board", f"sim:{BOARD_IMEI}"]  # one device throughout
         run("ptool PSK, board, --token-file", ptool_main,
             ["-c", psk_cfg, "-s", server_json, "--token-file", token_file, *board, *common,
              "--json", "--output", out / "blob-psk.cbor"], 0)
@@ -290,7 +293,7 @@ def cli_evidence(tmp_path_factory) -> Evidence:
         run("hilprov provision PSK, board, COIOTE_TOKEN (already registered)", main,
             ["provision", "-c", psk_cfg, "-s", server_json, *board, *common], 0)
         run("ptool PSK, no board, COIOTE_TOKEN", ptool_main,
-            ["-c", psk_cfg, "-e", ENDPOINT, "-s", server_json, "-v",
+            ["-c", psk_cfg, "-e", BOARD_ENDPOINT, "-s", server_json, "-v",
              "--output", out / "blob-noboard.cbor"], 0)
         patch.delenv("COIOTE_TOKEN")
         run("ptool Certificate mode, board, replacing the PSK device", ptool_main,
@@ -300,7 +303,7 @@ def cli_evidence(tmp_path_factory) -> Evidence:
             0)
         run("ptool Certificate mode, no board", ptool_main,
             ["-c", CONFIGS / "endpoint_cfg_cert", "-C", CONFIGS / "cert_info.json", "-e",
-             ENDPOINT, "-p", server_der, "--cert-dir", out / "cert-noboard", "-v"], 0)
+             BOARD_ENDPOINT, "-p", server_der, "--cert-dir", out / "cert-noboard", "-v"], 0)
         run("token rejected by Coiote (401)", ptool_main,
             ["-c", psk_cfg, "-s", other_json, "--token-file", token_file, *board, *common], 6)
         run("device rejects the configuration", ptool_main,
@@ -378,7 +381,7 @@ def test_reprs_and_exception_texts_hold_no_secret(tmp_path):
                      parsed=parse_config(psk_config(), "cfg"), loaded=load_config(cfg))
 
         client = CoioteClient(server.url, TOKEN, timeout=2.0, max_attempts=1)
-        board = SimBoard("sim", state_dir=tmp_path / "state")
+        board = SimBoard("sim", state_dir=tmp_path / "state", cloud=CloudView(server.url, TOKEN))
         store = RecordStore(tmp_path / "out" / "records.sqlite")
         writer = RecordWriter(store)
         options = {"endpoint_cfg": cfg, "initial_hex": INITIAL_IMAGE, "final_hex": FINAL_IMAGE,
@@ -452,6 +455,7 @@ def test_cert(provision):
                          cert_info="configs/cert_info.json", server_cert="configs/server.der",
                          replace_cloud_device=True)
     print("endpoint:", endpoint)
+    print("key file:", [p for p in endpoint.result.written if p.endswith("client_key.der")][0])
     assert endpoint.ok, endpoint.result.error
 
 @pytest.mark.hil
@@ -478,6 +482,7 @@ def test_pytest_plugin_output_junit_logs_and_records_hold_no_secret(pytester, mo
         monkeypatch.setenv("COIOTE_TOKEN", TOKEN)
         result = pytester.runpytest(
             "--board", "sim", "--coiote-server", "configs/server.json",
+            "--hil-endpoint-cfg", "configs/endpoint_cfg",
             "--hil-logdir", str(out / "logs"), "--hil-records", str(out / "records.sqlite"),
             f"--junitxml={junit}", "-o", "junit_logging=all", "--log-level=DEBUG", "-rA", "-v")
     result.assert_outcomes(passed=2, failed=1)
@@ -488,15 +493,12 @@ def test_pytest_plugin_output_junit_logs_and_records_hold_no_secret(pytester, mo
                                       "pytest stderr": result.stderr.str()},
                   databases=[out / "records.sqlite"],
                   secrets=[Secret("PSK key", PSK_KEY), Secret("Coiote token", TOKEN.encode())])
-    [key_file] = out.rglob("client_key.der")
-    ev.allow(key_file, "the private key file")
-    ev.secrets += private_key_secrets(key_file.read_bytes(),
-                                      (key_file.parent / "client_cert.crt").read_bytes(), "key")
-    for state in out.rglob("anjay_factory.cbor"):
-        ev.allow(state, "the virtual device's persisted factory data (its flash)")
-    assert [p for p in ev.allowed if p.name == "anjay_factory.cbor"]
+    # The device's private key and the virtual board's flash (which holds its keys) lived in a
+    # private temporary directory, never under the log directory CI uploads; it is gone now.
+    assert not list(out.rglob("client_key.der")) and not list(out.rglob("anjay_factory.cbor"))
+    key_file = Path(re.search(r"key file: (\S+)", result.stdout.str()).group(1))
+    assert "hilprov-secrets-" in str(key_file) and not key_file.exists()  # removed at the end
     ev.assert_clean()
-    ev.assert_allowed_files_are_private()
 
     xml = junit.read_text()  # the audit searched a junit that really holds the failure and logs
     assert "test_that_fails_and_shows_everything" in xml and "Endpoint(name=" in xml

@@ -9,6 +9,7 @@ import pytest
 from hilprov import settings
 from hilprov.cli import main, ptool_main
 from hilprov.cli.parsers import build_ptool_parser
+from hilprov.samples import sample
 from hilprov.settings import SettingError, Settings, from_cli, from_sources
 from hilprov.station.flow import STEP_NAMES
 from tests import CONFIGS
@@ -59,7 +60,7 @@ def test_plugin_settings_prefer_option_then_environment_then_ini():
     ini = {"profile": "anjay-zephyr", "baudrate": "19200", "log_dir": "ini-logs"}
     got = from_sources({"baudrate": "38400"}, ini, env)
     assert (got.baudrate, got.profile, str(got.log_dir)) == (38400, "lwm2m", "ini-logs")
-    assert str(got.endpoint_cfg) == "configs/endpoint_cfg"  # the plugin's own default
+    assert got.endpoint_cfg == sample("endpoint_cfg_line")  # the plugin's own default
 
 
 @pytest.mark.parametrize("cli, env, source", [

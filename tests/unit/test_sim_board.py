@@ -352,8 +352,13 @@ def test_failed_provisioning_persists_nothing(tmp_path, boards, ports):
     port.expect_exact("Device ready for provisioning.", 5)  # another attempt next boot
 
 
+def onboarded(endpoint, objects):
+    """A Coiote that knows every device (the registrar the virtual board asks)."""
+    return True
+
+
 def test_final_image_restores_registers_and_later_uses_persistence(tmp_path, boards, ports):
-    board, port = _ready(boards, ports, tmp_path)
+    board, port = _ready(boards, ports, tmp_path, registrar=onboarded)
     assert _provision(port) == b"0"
     start = len(port.console_lines)
     board.flash(FINAL_IMAGE, erase=False)
@@ -578,7 +583,7 @@ def test_real_anjay_model_provisions_and_registers(tmp_path, boards, ports):
 
     config = Path(__file__).parents[2] / "configs" / "endpoint_cfg_nosec"
     blob = senml.encode_config(load_config(config))
-    board, port = _ready(boards, ports, tmp_path, model=anjay)
+    board, port = _ready(boards, ports, tmp_path, model=anjay, registrar=onboarded)
     _provision_then_flash_final(board, port, blob)
     port.expect_exact("Anjay restored from anjay_factory", 5)
     port.expect_exact("registration successful", 5)
