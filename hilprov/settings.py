@@ -98,9 +98,8 @@ def positive_int(text: str) -> int:
 def board_spec(text: str) -> str:
     try:
         return registry.check_spec(text.strip())
-    except ConfigError:
-        raise ValueError(f"{text!r} is not a board: expected {registry.accepted_forms()}") \
-            from None
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix(f"--board {text.strip()}: ")) from None
 
 
 def psk_identity(text: str) -> str:

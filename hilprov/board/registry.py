@@ -82,7 +82,8 @@ def kind_of(spec: str) -> BoardKind:
     for kind in KINDS:
         if kind.matches(spec):
             return kind
-    raise ConfigError(f"--board {spec!r}: expected one of {accepted_forms()}")
+    raise ConfigError(f"--board {spec}: {spec!r} is not a board: expected one of "
+                      f"{accepted_forms()}")
 
 
 def accepted_forms() -> str:

@@ -43,15 +43,26 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except senml.SenmlError as exc:
         raise senml.SenmlError(f"{args.blob}: {exc}") from None
     rows = [(r.name, r.label_name, _show(r, args.show_secrets)) for r in records]
-    if args.json:
+    if args.json:  # JSON escapes control characters itself
         print(json.dumps([{"name": n, "label": lbl, "value": v} for n, lbl, v in rows], indent=2))
         return 0
+    rows = [(_printable(n), lbl, _printable(v) if isinstance(v, str) else v)
+            for n, lbl, v in rows]
     width = max([len(n) for n, _, _ in rows] + [4])
     print(f"{'#':>3}  {'name':<{width}}  label  value")
     for index, (name, label, value) in enumerate(rows, start=1):
         print(f"{index:>3}  {name:<{width}}  {label:<5}  {value}")
     print(f"{len(rows)} records, {len(blob)} bytes", file=sys.stderr)
     return 0
+
+
+def _printable(text: str) -> str:
+    """Text from a blob, safe for a terminal: control characters (escape sequences, bells,
+    carriage returns) are shown escaped, as `\\x1b`, never sent to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def _show(record, show_secrets: bool):

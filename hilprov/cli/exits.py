@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from hilprov.core.text import PROBLEMS_SHOWN
 from hilprov.errors import (
     EXIT_CODES,
     INTERRUPTED_CODES,
@@ -61,8 +62,14 @@ def print_error(prog: str, exc: HilprovError, where: str = "") -> None:
 
 
 def error_lines(exc: HilprovError) -> list[str]:
+    """The error, then one line per problem; a long list is cut after the first
+    PROBLEMS_SHOWN, with a count of the rest."""
     problems = getattr(exc, "problems", None)
     if not problems:
         return [str(exc)]
     head = [str(exc)] if isinstance(exc, ValidationError) else []
-    return head + [str(p) for p in problems]
+    lines = head + [str(p) for p in problems[:PROBLEMS_SHOWN]]
+    if len(problems) > PROBLEMS_SHOWN:
+        lines.append(f"... and {len(problems) - PROBLEMS_SHOWN} more problems (fix these "
+                     "first, or run hilprov validate for the whole list)")
+    return lines

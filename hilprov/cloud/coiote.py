@@ -19,11 +19,13 @@ every message we build, never logged, and left out of the client's repr.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -365,9 +367,7 @@ class CoioteClient:
             attempt += 1
             retry_after: float | None = None
             try:
-                resp = self._session.request(method, url, headers=headers, json=body,
-                                             timeout=min(self.timeout, remaining),
-                                             allow_redirects=False)
+                resp = self._send(method, url, headers, body, deadline)
             except requests.exceptions.SSLError as exc:
                 reason = self._scrub(_short(exc), secrets)
                 raise CloudError(f"{action}: TLS failure talking to {self.base_url}: {reason}",
@@ -402,6 +402,39 @@ class CoioteClient:
             log.warning("Coiote %s %s (%s): %s; retry %d/%d in %.2f s", method, path, action,
                         last, attempt + 1, self.max_attempts, delay)
             self._sleep(delay)
+
+    def _send(self, method: str, url: str, headers: dict, body: Any,
+              deadline: float) -> requests.Response:
+        """One HTTP exchange, the body included, within `deadline`: the per-read timeout alone
+        would let a body that trickles in byte by byte last forever, so a watchdog cuts the
+        connection when the time is up (requests.Timeout)."""
+        remaining = max(0.0, deadline - self._clock())
+        resp = self._session.request(method, url, headers=headers, json=body,
+                                     timeout=min(self.timeout, remaining), allow_redirects=False,
+                                     stream=True)
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            with contextlib.suppress(Exception):  # the body may be complete already
+                resp.raw.shutdown()
+
+        watchdog = threading.Timer(max(0.0, deadline - self._clock()), cut)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            resp.content  # noqa: B018 - reads the whole body now, under the watchdog
+        except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as exc:
+            if expired.is_set():
+                raise requests.Timeout("the answer's body did not arrive within the time "
+                                       "budget") from None
+            raise exc from None
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            resp.close()
+            raise requests.Timeout("the answer's body did not arrive within the time budget")
+        return resp
 
     def _backoff(self, attempt: int) -> float:
         delay = min(MAX_BACKOFF, self.backoff_base * 2 ** (attempt - 1))

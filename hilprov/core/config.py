@@ -13,6 +13,7 @@ takes its last value) so that the SenML blob is byte-identical to the seed tool'
 from __future__ import annotations
 
 import ast
+import bisect
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from hilprov.core import lwm2m
 from hilprov.core.credentials import EndpointName, RandomKey
 from hilprov.core.files import read_text
 from hilprov.core.lwm2m import Objlink, is_secret
+from hilprov.core.text import LIMIT, elide, shown
 from hilprov.errors import ConfigError
 
 Scalar = bool | int | float | str | bytes | Objlink | EndpointName | RandomKey
@@ -139,17 +141,28 @@ class _Parser:
         self.source = source
         self.problems: list[str] = []
         self.config = EndpointConfig(source=source)
+        self._wide: dict[int, tuple[list[int], list[int]]] = {}
 
     # -- reporting -------------------------------------------------------------------------------
     def loc(self, node: ast.AST) -> Location:
         line = getattr(node, "lineno", 1)
         byte_col = getattr(node, "col_offset", 0)
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        col = len(text.encode("utf-8")[:byte_col].decode("utf-8", "replace")) + 1
-        return Location(self.source, line, col)
+        return Location(self.source, line, self._char_column(line, byte_col) + 1)
+
+    def _char_column(self, line: int, byte_col: int) -> int:
+        """The character index of a UTF-8 byte offset in `line`, in O(log n): the AST counts
+        bytes, messages count characters; re-encoding the line per node would be quadratic."""
+        wide = self._wide.get(line)
+        if wide is None:
+            text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+            wide = self._wide[line] = _wide_chars(text)
+        offsets, extra = wide
+        before = bisect.bisect_left(offsets, byte_col)
+        return byte_col - (extra[before - 1] if before else 0)
 
     def problem(self, node: ast.AST, found: str, expected: str) -> None:
-        self.problems.append(f"{self.loc(node)}: found {found}, expected {expected}")
+        self.problems.append(f"{self.loc(node)}: found {elide(found)}, expected "
+                             f"{elide(expected, 2 * LIMIT)}")
 
     # -- entry -----------------------------------------------------------------------------------
     def parse(self) -> EndpointConfig:
@@ -367,6 +380,24 @@ class _Parser:
 _INVALID = object()
 
 
+def _wide_chars(text: str) -> tuple[list[int], list[int]]:
+    """Byte offsets of the non-ASCII characters of `text`, and the running total of the extra
+    bytes they take in UTF-8 (nothing to store for an ASCII line)."""
+    offsets: list[int] = []
+    extra: list[int] = []
+    if text.isascii():
+        return offsets, extra
+    position = total = 0
+    for char in text:
+        size = len(char.encode("utf-8", "surrogatepass"))
+        if size > 1:
+            offsets.append(position)
+            total += size - 1
+            extra.append(total)
+        position += size
+    return offsets, extra
+
+
 def _number(node: ast.AST):
     """The value of an int/float/bool literal, with an optional unary minus or plus, else None."""
     sign = 1
@@ -402,7 +433,7 @@ def _callee(node: ast.Call) -> str:
 
 
 def _suggest(prefix: str, name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+    close = difflib.get_close_matches(name, list(choices), n=1) if len(name) <= LIMIT else []
     if close:
         return f"a known name such as {prefix}{close[0]}"
     return f"one of the names in the spec's {prefix.split('.')[0]} table"
@@ -432,7 +463,7 @@ def describe(node: ast.AST) -> str:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bytes):  # identities, keys, certificates: never echoed
             return f"bytes ({len(node.value)} bytes, value not shown)"
-        return f"{type(node.value).__name__} {node.value!r}"[:80]
+        return f"{type(node.value).__name__} {shown(node.value, 60)}"
     if isinstance(node, ast.UnaryOp):
         return "a unary expression"
     if isinstance(node, ast.Dict):

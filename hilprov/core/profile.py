@@ -23,6 +23,7 @@ from hilprov.core import lwm2m
 from hilprov.core.config import EndpointConfig, Location
 from hilprov.core.lwm2m import Objlink, format_path
 from hilprov.core.senml import label_for
+from hilprov.core.text import shown
 
 PROFILES = ("anjay-zephyr", "lwm2m")
 DEFAULT_PROFILE = "anjay-zephyr"
@@ -83,16 +84,16 @@ def _security_mode(value) -> str | None:
 
 def _binding(value) -> str | None:
     if len(value) > 7:
-        return f"Binding {value!r} is longer than 7 characters"
+        return f"Binding {shown(value)} is longer than 7 characters"
     if value in BINDINGS_1_0 or (set(value) <= set("USTN") and len(set(value)) == len(value)):
         return None
-    return (f"incorrect binding mode {value!r}; expected LwM2M 1.1 letters U, S, T, N (upper "
+    return (f"incorrect binding mode {shown(value)}; expected LwM2M 1.1 letters U, S, T, N (upper "
             "case, each at most once, e.g. 'U') or a 1.0 mode (U, UQ, S, SQ, US, UQS)")
 
 
 def _preferred_transport(value) -> str | None:
     if len(value) != 1 or value not in "USTN":
-        return f"incorrect Preferred Transport {value!r}; expected one of U, S, T, N"
+        return f"incorrect Preferred Transport {shown(value)}; expected one of U, S, T, N"
     return None
 
 
@@ -342,17 +343,17 @@ class _Checker:
         """The URI scheme must be one Anjay knows and fit the security mode (spec §4.3)."""
         scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
         if scheme not in URI_SCHEMES:
-            self.error(path + (0,), f"unsupported URI scheme in {uri!r}; expected one of "
+            self.error(path + (0,), f"unsupported URI scheme in {shown(uri)}; expected one of "
                                     + ", ".join(URI_SCHEMES))
             return
         if scheme == "tel":
             return
         secure = scheme.startswith("coaps")
         if mode == 3 and secure:
-            self.error(path + (0,), f"NoSec mode (3) needs a coap:// URI, found {uri!r}")
+            self.error(path + (0,), f"NoSec mode (3) needs a coap:// URI, found {shown(uri)}")
         elif mode in (0, 2, 4) and not secure:
             self.error(path + (0,), f"{MODE_NAMES[mode]} mode ({mode}) needs a coaps:// URI, "
-                                    f"found {uri!r}")
+                                    f"found {shown(uri)}")
 
     def _security_object(self, security) -> None:
         bootstraps = [iid for iid, inst in security.items() if inst.get(1) is True]
@@ -510,7 +511,7 @@ def _describe(value, reveal: bool = True) -> str:
     if isinstance(value, float):
         return f"float {value}"
     if isinstance(value, str):
-        return f"string {value!r}"[:60]
+        return f"string {shown(value, 50)}"
     if isinstance(value, bytes):
         return f"bytes ({len(value)} bytes)"
     if isinstance(value, Objlink):

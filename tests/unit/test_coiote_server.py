@@ -397,3 +397,51 @@ def test_a_repeat_in_cert_mode_compares_only_what_was_sent(server, client):
     assert client.register_device("ep-c", "/embedded/", "cert", b"id", b"k").status == "created"
     again = client.register_device("ep-c", "/embedded/", "cert", b"id", b"k")
     assert again.status == "already registered"
+
+
+@pytest.fixture
+def trickling_server():
+    """A real HTTP server whose answer's body arrives one byte every 0.4 s (100 bytes)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            listener.settimeout(0.2)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100\r\n\r\n")
+                for _ in range(100):
+                    if stop.wait(0.4):
+                        return
+                    try:
+                        conn.sendall(b" ")
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_body_that_trickles_in_is_cut_at_the_total_deadline(trickling_server):
+    """Every read gets a byte well within the per-read timeout, so only a deadline over the
+    whole exchange, body included, ends it."""
+    started = time.monotonic()
+    with CoioteClient(trickling_server, TOKEN, timeout=5.0, max_attempts=3,
+                      max_total_time=2.0) as client, pytest.raises(CloudError) as caught:
+        client.register_device("ep-1", "/embedded/", "nosec", None, None)
+    elapsed = time.monotonic() - started
+    assert elapsed < 4.0, f"took {elapsed:.1f} s for a 2 s budget"
+    assert "time budget" in str(caught.value)
