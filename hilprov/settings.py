@@ -111,6 +111,16 @@ def psk_key(text: str) -> str:
     return text
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def flag_value(text: str) -> bool:
     folded = str(text).strip().lower()
     if folded in _TRUE:
@@ -234,6 +244,12 @@ class Settings:
     require_board: bool = setting(
         False, "fail (instead of skip) hil tests when no board is given",
         pytest="--hil-require-board", kind="flag")
+    allow_destructive: bool = setting(
+        False, "run tests marked destructive (they erase the device) on real boards; virtual "
+        "boards always allow them", pytest="--hil-allow-destructive", kind="flag")
+    expect_timeout: float = setting(
+        30.0, "seconds hil_dut.expect waits when a test gives no timeout (default 30)",
+        pytest="--hil-expect-timeout", metavar="SECONDS", parse=positive_seconds)
 
     def __repr__(self) -> str:  # the token stays out of logs and reports
         shown = {f.name: getattr(self, f.name) for f in fields() if f.name != "token"}

@@ -1,19 +1,15 @@
-"""pytest plugin for hilprov: options, fixtures, markers and report hooks; the logic is in
-`pytest_hilprov.support`, `hilprov.station` and `hilprov.settings`.
+"""pytest plugin for hilprov: options, start-up checks, markers and report hooks; fixtures are
+in `fixtures.py`, the console in `dut.py`, the logic in `support.py` and `hilprov`.
 
 Options come from the one settings table (`hilprov.settings`) and live in one group, "hilprov",
 each also settable in ini and by an environment variable. Only `--board` has no prefix;
 everything else is `--hil-*` or `--coiote-*`, so this plugin can sit next to pytest-embedded,
-twister-harness or pytest-repeat without option clashes.
+twister-harness or labgrid without option or fixture clashes.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -21,12 +17,8 @@ import pytest
 from hilprov import settings as table
 from hilprov.errors import HilprovError
 from hilprov.settings import Settings
-from hilprov.station.records import RecordStore, RecordWriter
-from pytest_hilprov import support
-
-SETTINGS_KEY = pytest.StashKey[Settings]()
-PORT_KEY = pytest.StashKey[object]()
-ENDPOINT_KEY = pytest.StashKey[support.Endpoint]()
+from pytest_hilprov import fixtures, support
+from pytest_hilprov.keys import ENDPOINT_KEY, PORT_KEY, SETTINGS_KEY
 
 MARKERS = {
     "hil": "needs a board (real or virtual): skipped without --board, an error with "
@@ -34,23 +26,32 @@ MARKERS = {
     "hil_real": "needs a real board (skipped on --board sim)",
     "hil_sim": "virtual board only (e.g. blobs a real device must never get)",
     "cloud": "needs Coiote: --coiote-server + COIOTE_TOKEN, or the local server with --board sim",
-    "destructive": "erases the device",
+    "destructive": "erases the device: on a real board it runs only with "
+                   "--hil-allow-destructive",
 }
 
 PYTEST_HELP = {
     "board": "J-Link serial number of the board under test, or 'sim' for a virtual board; "
-             "repeat with pytest-xdist to give each worker its own board",
+             "repeat with pytest-xdist to give each worker its own real board (sim scales by "
+             "itself)",
     "port": "serial port (pyserial URL); overrides the probe's VCOM; alone: a device that "
             "already runs the initial image",
     "baudrate": "baud rate, default 115200",
-    "endpoint_cfg": "endpoint config to provision, default configs/endpoint_cfg",
+    "endpoint_cfg": "endpoint config to provision, default: the packaged endpoint_cfg_line "
+                    "(PSK, every unit its own identity and key)",
     "cert_info": "cert_info.json for Certificate-mode tests",
-    "server_cert": "LwM2M server certificate for Certificate-mode tests",
+    "server_cert": "LwM2M server certificate for Certificate-mode tests (virtual boards: made "
+                   "by the plugin)",
     "profile": "device profile to validate against, default anjay-zephyr",
     "log_dir": "serial logs, one file per test and board, default hilprov-logs",
     "records": "device records database, default hilprov-records.sqlite",
     "server": "Coiote server JSON (url, port, domain); the token only from $COIOTE_TOKEN",
+    "secrets_out": "keep device secrets (private keys, saved PSKs, virtual flash) in DIR "
+                   "instead of a private temporary directory removed at the end",
 }
+
+ALIASES = {"board": "hil_board", "dut": "hil_dut", "provision": "hil_provision"}
+"""Generic fixture names, offered only where no other plugin already has them."""
 
 
 def _dest(name: str) -> str:
@@ -82,14 +83,88 @@ def pytest_configure(config: pytest.Config) -> None:
     ini = {name: config.getini(spec.ini) for name, spec in specs}
     try:
         settings = table.from_sources(cli, ini)
+        check_inputs(settings)
     except HilprovError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
+    check_workers(config, settings)
+    config.pluginmanager.register(fixtures, "hilprov-fixtures")
+
+
+def check_inputs(settings: Settings) -> None:
+    """The files the options name exist and parse, at start-up: one usage error naming the
+    option, rather than every test failing on its own. (A config that parses but that the
+    device profile refuses is not a usage error: the tests that provision it fail.)"""
+    from hilprov.core.certs import load_cert_info, load_certificate
+    from hilprov.core.config import load_config
+
+    checks = [("endpoint_cfg", load_config), ("cert_info", load_cert_info),
+              ("server_cert", load_certificate), ("server", _server_info)]
+    for name, load in checks:
+        value = getattr(settings, name)
+        if value is not None:
+            try:
+                load(value)
+            except HilprovError as exc:
+                raise table.SettingError(f"{table.spec(name).pytest}: {exc}") from None
+    if settings.image_dir is not None and not Path(settings.image_dir).is_dir():
+        raise table.SettingError(f"--hil-image-dir {settings.image_dir}: not a directory")
+
+
+def _server_info(path):
+    from hilprov.cloud.coiote import load_server_info
+
+    return load_server_info(path)
+
+
+def check_workers(config: pytest.Config, settings: Settings) -> None:
+    """Real boards: one --board per xdist worker. Plain `sim` boards scale with any -n."""
     workers = getattr(config.option, "numprocesses", None)
-    if isinstance(workers, int) and workers > 1 and settings.board \
-            and workers > len(settings.board):
-        raise pytest.UsageError(f"-n {workers} pytest-xdist workers but {len(settings.board)} "
-                                "--board value(s): give one --board per worker")
+    if not isinstance(workers, int) or workers <= 1 or not settings.board:
+        return
+    if all(board == "sim" for board in settings.board) or workers <= len(settings.board):
+        return
+    typed = _typed_workers(config.invocation_params.args)
+    raise pytest.UsageError(f"{typed}: {workers} pytest-xdist workers but "
+                            f"{len(settings.board)} --board value(s): give one --board per "
+                            "worker (or use virtual boards, --board sim, which scale)")
+
+
+def _typed_workers(args) -> str:
+    """`-n VALUE` as the user typed it (e.g. `-n auto`)."""
+    args = list(args)
+    for index, arg in enumerate(args):
+        if arg in ("-n", "--numprocesses") and index + 1 < len(args):
+            return f"{arg} {args[index + 1]}"
+        if arg.startswith(("-n", "--numprocesses=")) and len(arg) > 2:
+            return arg
+    return "-n"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has made its fixture manager
+def pytest_sessionstart(session: pytest.Session) -> None:
+    offer_aliases(session)
+
+
+def offer_aliases(session: pytest.Session) -> None:
+    """Register `board`, `dut` and `provision` as aliases of the hil_ fixtures, each only if no
+    other plugin (pytest-embedded, twister's harness) already provides that name."""
+    manager = getattr(session, "_fixturemanager", None)
+    if manager is None:
+        return
+    for alias, target in ALIASES.items():
+        if not manager.getfixturedefs(alias, session):
+            session.config.pluginmanager.register(_alias(alias, target), f"hilprov-{alias}")
+
+
+def _alias(alias: str, target: str):
+    class Alias:
+        @pytest.fixture(name=alias)
+        def fixture(self, request: pytest.FixtureRequest):
+            return request.getfixturevalue(target)
+
+    Alias.fixture.__doc__ = f"The same as {target} (offered because no other plugin has it)."
+    return Alias()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -116,151 +191,33 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("virtual board only")
     if marked("cloud") and settings.server is None and not settings.all_sim:
         pytest.skip("needs Coiote: give --coiote-server JSON and $COIOTE_TOKEN")
+    if marked("destructive") and settings.has_board and not settings.all_sim \
+            and not settings.allow_destructive:
+        pytest.skip("destructive (erases the device): give --hil-allow-destructive to run it "
+                    "on a real board")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    port = item.stash.get(PORT_KEY, None)
-    endpoint = item.stash.get(ENDPOINT_KEY, None)
-    if call.when == "call":
+    if call.when in ("setup", "call"):
+        endpoint = item.stash.get(ENDPOINT_KEY, None)
         if endpoint is not None:
             _record_properties(item, endpoint)
-        if port is not None:
+        port = item.stash.get(PORT_KEY, None)
+        failed_setup = call.when == "setup" and call.excinfo is not None
+        if port is not None and (call.when == "call" or failed_setup):
             text = "\n".join(port.tail(400))
-            item.add_report_section("call", "log", f"serial log {port.log_path}\n{text}")
+            item.add_report_section(call.when, "log", f"serial log {port.log_path}\n{text}")
     report = yield
     return report
 
 
 def _record_properties(item: pytest.Item, endpoint: support.Endpoint) -> None:
     result = endpoint.result
+    failed = next((s.name for s in result.steps if s.status == "failed"), None)
     props = {"board": result.board, "endpoint": endpoint.name, "result": str(result.outcome),
-             "security_mode": endpoint.security_mode,
-             "durations": json.dumps(endpoint.step_seconds)}
-    existing = {k for k, _v in item.user_properties}
-    for key, value in props.items():
-        if key not in existing:
-            item.user_properties.append((key, value))
-
-
-# -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def hil_settings(pytestconfig: pytest.Config) -> Settings:
-    """The merged hilprov options (CLI, then environment, then ini, then defaults)."""
-    return pytestconfig.stash[SETTINGS_KEY]
-
-
-def _xdist_worker(config: pytest.Config) -> tuple[str | None, int]:
-    """(worker id, worker count) of this pytest-xdist worker, or (None, 1)."""
-    info = getattr(config, "workerinput", None)
-    if not info:
-        return None, 1
-    return info.get("workerid"), int(info.get("workercount", 1))
-
-
-@pytest.fixture(scope="session")
-def hil_run_dir(pytestconfig: pytest.Config, hil_settings: Settings) -> Path:
-    """This session's log directory (one per xdist worker)."""
-    worker = _xdist_worker(pytestconfig)[0] or "main"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(hil_settings.log_dir) / f"{stamp}-{os.getpid()}-{worker}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def hil_secrets_dir(hil_settings: Settings):
-    """Where this session's device secrets go (private keys of generated certificates, saved
-    PSKs): --hil-keep-secrets DIR, else a private temporary directory (0700), outside the working
-    and log directories (which CI uploads), removed at the end."""
-    if hil_settings.secrets_out is not None:
-        from hilprov.station.secrets import private_dir
-
-        yield private_dir(hil_settings.secrets_out)
-        return
-    path = Path(tempfile.mkdtemp(prefix="hilprov-secrets-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def hil_records(hil_settings: Settings) -> RecordWriter:
-    """Writes one row per provisioning attempt to the records database (never a secret)."""
-    return RecordWriter(RecordStore(hil_settings.records), source="pytest")
-
-
-@pytest.fixture(scope="session")
-def coiote(hil_settings: Settings):
-    """A Coiote client: the real one with --coiote-server and $COIOTE_TOKEN, else a local
-    Coiote-compatible server. `find_device(ep)` / `delete_device(ep)` help tests clean up."""
-    try:
-        with support.coiote_access(hil_settings) as access:
-            yield access
-    except HilprovError as exc:
-        pytest.fail(f"coiote: {exc}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def board(pytestconfig: pytest.Config, hil_settings: Settings, coiote, hil_secrets_dir: Path):
-    """The board under test for this session (this xdist worker's): real or virtual;
-    `board.flashed` is the image this session last put on it."""
-    if not hil_settings.has_board:
-        pytest.skip("no board: give --board SNR or --board sim")
-    worker, workers = _xdist_worker(pytestconfig)
-    try:
-        spec = (support.board_for_worker(hil_settings.board, worker, workers)
-                if hil_settings.board else None)
-        number = int(worker[2:]) + 1 if worker and worker[2:].isdigit() else 1
-        opened = support.open_board(hil_settings, spec, sim_number=number, cloud=coiote,
-                                    state_dir=hil_settings.sim_state or hil_secrets_dir / "sim")
-    except HilprovError as exc:
-        pytest.fail(f"board: {exc}", pytrace=False)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def dut(request: pytest.FixtureRequest, board, hil_run_dir: Path):
-    """The board's console for this test: `expect(regex, timeout)`, `expect_exact(text,
-    timeout)`, `write(bytes)`, `tail(n)`, `log_path` (one log file per test and board)."""
-    from hilprov.board.serial import SerialPort
-
-    log_path = (hil_run_dir / support.safe_name(request.node.nodeid)
-                / f"{support.safe_name(board.name)}.log")
-    try:
-        port = SerialPort(board.port, board.baudrate, log_path=log_path, name=board.name)
-    except HilprovError as exc:
-        pytest.fail(f"dut: {exc}", pytrace=False)
-    request.node.stash[PORT_KEY] = port
-    yield port
-    port.close()
-
-
-@pytest.fixture
-def provision(request: pytest.FixtureRequest, board, dut, hil_settings, coiote, hil_records,
-              hil_run_dir: Path, hil_secrets_dir: Path):
-    """Run the provisioning flow on the board as a test step: `provision(endpoint_cfg=...,
-    cert_info=..., server_cert=..., psk_identity=..., psk_key=..., erase=True,
-    flash_final=True)` returns an Endpoint whose `result` says what happened (it does not raise
-    for device outcomes)."""
-    def run(**kwargs) -> support.Endpoint:
-        endpoint = support.provision(board, hil_settings, port=dut, cloud=coiote,
-                                     observers=[hil_records], log_dir=hil_run_dir,
-                                     secrets_dir=hil_secrets_dir,
-                                     history=hil_records.store, **kwargs)
-        request.node.stash[ENDPOINT_KEY] = endpoint
-        return endpoint
-    return run
-
-
-@pytest.fixture
-def provisioned_endpoint(provision) -> support.Endpoint:
-    """The board provisioned with --hil-endpoint-cfg: name, security mode, blob, certificate
-    fingerprint, result and step timings (secrets redacted in its repr)."""
-    endpoint = provision()
-    if not endpoint.ok:
-        pytest.fail(f"provisioning failed at {endpoint.result.current_step or '?'}: "
-                    f"{endpoint.result.error_kind}: {endpoint.result.error}", pytrace=False)
-    return endpoint
+             "outcome": str(result.outcome), "failed_step": failed,
+             "error_kind": result.error_kind, "security_mode": endpoint.security_mode,
+             "attempt": result.attempt, "durations": json.dumps(endpoint.step_seconds)}
+    kept = [(k, v) for k, v in item.user_properties if k not in props]  # the latest attempt
+    item.user_properties[:] = kept + [(k, "" if v is None else v) for k, v in props.items()]

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from hilprov.board import registry
 from hilprov.board.base import Board
 from hilprov.board.serial import SerialPort
@@ -22,18 +24,23 @@ from hilprov.settings import Settings
 from hilprov.station import cloud as clouds
 from hilprov.station.flow import FlowObserver, FlowResult, ProvisioningFlow, RunOptions
 
-__all__ = ["Endpoint", "board_for_worker", "coiote_access", "open_board", "provision",
-           "safe_name"]
+__all__ = ["Endpoint", "Mcumgr", "ProvisioningFailed", "board_for_worker", "coiote_access",
+           "open_board", "provision", "safe_name"]
+
+LOG_LINES_SHOWN = 15  # console lines a provisioning failure shows
 
 
 def board_for_worker(boards: list[str], worker: str | None, workers: int) -> str:
-    """xdist worker `gwN` gets the N-th board; without xdist the first one."""
+    """xdist worker `gwN` gets the N-th board; without xdist the first one. Plain virtual
+    boards (`sim`) scale with the workers: every worker gets its own, whatever `-n` is."""
     if not boards:
         raise ConfigError("no --board given")
+    index = int(worker[2:]) if worker and re.fullmatch(r"gw\d+", worker) else 0
+    if all(board == registry.SIM for board in boards):
+        return registry.SIM
     if workers > len(boards):
         raise ConfigError(f"{workers} pytest-xdist workers but {len(boards)} board(s): give one "
                           "--board per worker (e.g. -n 2 --board A --board B)")
-    index = int(worker[2:]) if worker and re.fullmatch(r"gw\d+", worker) else 0
     return boards[index]
 
 
@@ -92,10 +99,53 @@ class Endpoint:
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunOptions)}
 
 
+class ProvisioningFailed(pytest.fail.Exception):
+    """A provisioning step failed: the test fails with the step, the error kind and exit code,
+    the problems, the last console lines and the log path — no traceback of hilprov's code."""
+
+    def __init__(self, endpoint: Endpoint, port: SerialPort | None = None) -> None:
+        self.endpoint = endpoint
+        result = endpoint.result
+        lines = [f"provisioning failed at {result.current_step or '?'}: {result.error_kind} "
+                 f"(exit {result.exit_code}): {result.error}"]
+        problems = getattr(result.exception, "problems", None) or []
+        lines += [f"  {problem}" for problem in problems[:20]]
+        if port is not None:
+            tail = port.tail(LOG_LINES_SHOWN)
+            if tail:
+                lines.append(f"last {len(tail)} console line(s):")
+                lines += [f"  | {line}" for line in tail]
+            lines.append(f"serial log: {port.log_path}")
+        super().__init__("\n".join(lines), pytrace=False)
+
+
+class Mcumgr:
+    """SMP file transfer and echo on the board's console, for tests (`hil_smp`)."""
+
+    def __init__(self, port: SerialPort) -> None:
+        from hilprov.board.smp import SmpFileClient
+
+        self.client = SmpFileClient(port)
+
+    def upload(self, data: bytes | str | Path, remote: str, **kwargs) -> None:
+        payload = data if isinstance(data, bytes) else Path(data).read_bytes()
+        self.client.upload(payload, remote, **kwargs)
+
+    def download(self, remote: str, **kwargs) -> bytes:
+        return self.client.download(remote, **kwargs)
+
+    def params(self):
+        return self.client.params()
+
+    def echo(self, text: str) -> str:
+        return self.client.echo(text)
+
+
 def provision(board: Board, settings: Settings, *, port: SerialPort | None = None,
               cloud: clouds.CloudTarget | None, observers: list[FlowObserver] = (),
               log_dir: Path | None = None, secrets_dir: Path | None = None,
-              history=None, endpoint_cfg: Path | None = None, cert_info: Path | None = None,
+              history=None, test_node: str | None = None, endpoint_cfg: Path | None = None,
+              cert_info: Path | None = None,
               server_cert: Path | None = None, psk_identity: str | None = None,
               psk_key: str | None = None, erase: bool = True, profile: str | None = None,
               flash_final: bool = True, **run: object) -> Endpoint:
@@ -113,7 +163,7 @@ def provision(board: Board, settings: Settings, *, port: SerialPort | None = Non
         erase=erase, cert_dir=Path(secrets_dir or (log_dir or settings.log_dir)) / "cert",
         **({"until": "onboard"} if not flash_final else {}), **run)
     flow = ProvisioningFlow(board, inputs, options, cloud=cloud, observers=list(observers),
-                            log_dir=log_dir, port=port, history=history)
+                            log_dir=log_dir, port=port, history=history, test_node=test_node)
     result = flow.run()
     blob = flow.build.blob if flow.build is not None else b""
     return Endpoint(result.endpoint, result.security_mode, result.cert_fingerprint, result, blob)

@@ -205,6 +205,11 @@ class SerialPort:
         literal = re.compile(re.escape(text))
         return self._wait_for(literal.search, f"text {text!r}", timeout).group(0)
 
+    def expect_with(self, search, what: str, timeout: float) -> re.Match[str]:
+        """Wait until `search(text)` returns a match in console output not consumed yet (it may
+        raise to stop early); consume up to the match's end. `what` names it in errors."""
+        return self._wait_for(search, what, timeout)
+
     def clear(self) -> None:
         """Forget unconsumed console output (e.g. before flashing, so an old boot can't match)."""
         with self._cond:

@@ -247,6 +247,13 @@ class SmpFileClient:
         assert self._params is not None
         return self._params
 
+    def echo(self, text: str, *, timeout: float | None = None) -> str:
+        """Send `text` to the OS group's echo command; the device's answer."""
+        self._ensure_ready()
+        reply = self._transact(EchoWriteRequest, {"d": text}, "echo", "(OS group)", timeout)
+        self._raise_for_error(reply, "echo", "(OS group)")
+        return str(reply.body.get("r", ""))
+
     def status(self, remote: str, *, timeout: float | None = None) -> int:
         """Size in bytes of `remote` on the device."""
         self._ensure_ready()

@@ -112,7 +112,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since) if args.since else None
     rows = RecordStore(args.records).query(since=since, endpoint=args.endpoint,
-                                           failed=args.failed)
+                                           failed=args.failed, test=args.test)
     if args.format in ("csv", "json"):
         text = export(rows, args.format)
         if args.output:

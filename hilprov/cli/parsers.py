@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="records database (default: %(default)s)")
     p.add_argument("--since", metavar="WHEN", help="ISO date/time, or 30m / 12h / 7d")
     p.add_argument("--endpoint", metavar="NAME", help="only this endpoint")
+    p.add_argument("--test", metavar="NODEID", help="only attempts of this pytest test (a "
+                   "node id such as tests/hardware/test_end_of_line.py::test_x, or a file::)")
     p.add_argument("--failed", action="store_true", help="only attempts that did not succeed")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--output", metavar="FILE", help="write csv/json here instead of stdout")

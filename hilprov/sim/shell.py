@@ -2,15 +2,19 @@
 
 It exists so that what a person (or a host waiting for the prompt) typing on the console sees is
 modelled apart from the boot scripts and from SMP. Input only counts once the running boot shows
-the prompt; ``kernel reboot`` reboots the initial image (the final one does not offer it).
+the prompt. It answers `help`, `kernel version`, `kernel uptime` and `device list`;
+``kernel reboot cold|warm`` reboots the initial image (the final one does not offer it).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from hilprov.sim.console import PROMPT, Boot, Console
+
+ZEPHYR_VERSION = "3.4.99"  # the nRF Connect SDK 2.5.0 fork the demo images name at boot
 
 
 class Shell:
@@ -61,8 +65,32 @@ class Shell:
         if command in ("kernel reboot cold", "kernel reboot warm") and boot.image == "initial":
             threading.Thread(target=self._reboot, daemon=True, name="sim-shell-reboot").start()
             return
-        if command == "help":
-            self._console.tx(boot, b"Available commands:\r\n  help\r\n  kernel\r\n")
+        answer = COMMANDS.get(command)
+        if answer is not None:
+            self._console.tx(boot, answer(boot).replace("\n", "\r\n").encode())
             return
         name = command.split()[0]
+        if name in ("kernel", "device", "help"):
+            self._console.tx(boot, f"{command}: wrong parameter\r\n".encode())
+            return
         self._console.tx(boot, f"{name}: command not found\r\n".encode())
+
+
+def _help(boot: Boot) -> str:
+    reboot = "  kernel reboot cold|warm\n" if boot.image == "initial" else ""
+    return ("Available commands:\n  help\n  kernel version\n  kernel uptime\n" + reboot
+            + "  device list\n")
+
+
+def _uptime(boot: Boot) -> str:
+    return f"Uptime: {int((time.monotonic() - boot.started) * 1000)} ms\n"
+
+
+COMMANDS: dict[str, Callable[[Boot], str]] = {
+    "help": _help,
+    "kernel version": lambda boot: f"Zephyr version {ZEPHYR_VERSION}\n",
+    "kernel uptime": _uptime,
+    "device list": lambda boot: ("devices:\n- uart@8000 (READY)\n- flash-controller@39000 "
+                                 "(READY)\n- gpio@842500 (READY)\n"),
+}
+"""The commands the virtual board answers, besides `kernel reboot` (initial image only)."""

@@ -192,8 +192,8 @@ class ProvisioningFlow:
                  options: RunOptions | None = None, *, cloud: CloudTarget | None = None,
                  cloud_missing: str = "no Coiote server given",
                  observers: list[FlowObserver] | tuple = (), log_dir: Path | None = None,
-                 port: SerialPort | None = None, history: IdentityHistory | None = None
-                 ) -> None:
+                 port: SerialPort | None = None, history: IdentityHistory | None = None,
+                 test_node: str | None = None) -> None:
         self.board = board
         self.plans = plans if isinstance(plans, PlanSource) else PlanSource(plans)
         self.options = options or RunOptions()
@@ -203,7 +203,7 @@ class ProvisioningFlow:
         self.history = history
         self.log_dir = Path(log_dir) if log_dir else None
         name, kind = (board.name, board.kind) if board is not None else ("-", "none")
-        self.result = FlowResult(board=name, board_kind=kind,
+        self.result = FlowResult(board=name, board_kind=kind, test_node=test_node,
                                  steps=[StepRecord(step.name) for step in STEPS])
         self.plan: plan.Plan | None = None
         self.build: plan.Build | None = None

@@ -165,7 +165,8 @@ class RecordStore:
             conn.close()
 
     def query(self, *, since: str | None = None, endpoint: str | None = None,
-              failed: bool = False, limit: int | None = None) -> list[dict]:
+              failed: bool = False, test: str | None = None,
+              limit: int | None = None) -> list[dict]:
         if not self.path.exists():
             return []
         self.sweep_abandoned()
@@ -176,6 +177,9 @@ class RecordStore:
         if endpoint:
             where.append("endpoint = ?")
             args.append(endpoint)
+        if test:  # a node id, or the start of one (a file, a test without its parameters)
+            where.append("(test_node = ? OR test_node LIKE ? ESCAPE '\\')")
+            args += [test, _like_prefix(test)]
         if failed:
             where.append(f"outcome NOT IN ({sql_list(Outcome.successes())})")
         sql = "SELECT * FROM attempts"
@@ -195,6 +199,11 @@ class RecordStore:
     # -- what a flow asks the records ------------------------------------------------------
     def identity_owner(self, digest: str, endpoint: str | None, attempt: str) -> str | None:
         return self.claim_identity(digest, endpoint, attempt)
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + ("%" if text.endswith(("::", "[", ".py")) else "[%")
 
 
 ABANDONED_WHY = ("the process running this attempt ended without finishing it (killed or "

@@ -1,5 +1,6 @@
 """The end-of-line suite: written once, run unchanged on a real board (`--board <J-Link serial>`)
-and on the virtual board (`--board sim`). Without `--board` every test here is skipped.
+and on the virtual board (`--board sim`). Without `--board` every test here is skipped. The
+tests erase the device, so on a real board they run only with `--hil-allow-destructive`.
 
 What it proves for each unit: the device accepted the configuration (result.txt is 0), the
 production image restored it and registered, under the endpoint name that was onboarded in
@@ -10,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hilprov.core.certs import generate_self_signed
-from tests import CONFIGS
+from hilprov.samples import sample
 
 pytestmark = [pytest.mark.hil, pytest.mark.destructive]
 
@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.hil, pytest.mark.destructive]
 MODES = {"psk": "endpoint_cfg_line", "nosec": "endpoint_cfg_nosec", "cert": "endpoint_cfg_cert"}
 
 
-def serial_log(dut) -> str:
-    return Path(dut.log_path).read_text(errors="replace")
+def serial_log(hil_dut) -> str:
+    return Path(hil_dut.log_path).read_text(errors="replace")
 
 
 def test_device_accepts_the_configuration(provisioned_endpoint):
@@ -31,8 +31,8 @@ def test_device_accepts_the_configuration(provisioned_endpoint):
     assert (read.status, read.detail) == ("ok", "device accepted the configuration")
 
 
-def test_final_image_restores_the_configuration_and_registers(provisioned_endpoint, dut):
-    log = serial_log(dut)
+def test_final_image_restores_the_configuration_and_registers(provisioned_endpoint, hil_dut):
+    log = serial_log(hil_dut)
     restored = log.find("persistence: Anjay restored from anjay_factory")
     registered = log.find("registration successful")
     assert restored != -1, "the final image did not restore the factory configuration"
@@ -50,8 +50,8 @@ def test_endpoint_on_the_device_is_the_one_onboarded(provisioned_endpoint, coiot
     assert device["securityMode"] == provisioned_endpoint.security_mode
 
 
-def test_second_provisioning_is_refused_as_already_present(provisioned_endpoint, provision):
-    again = provision(erase=False)
+def test_second_provisioning_is_refused_as_already_present(provisioned_endpoint, hil_provision):
+    again = hil_provision(erase=False, check=False)
     assert again.result.outcome == "failed"
     assert again.result.error_kind == "already provisioned"
     assert again.result.exit_code == 10
@@ -59,13 +59,13 @@ def test_second_provisioning_is_refused_as_already_present(provisioned_endpoint,
 
 
 @pytest.mark.hil_sim
-def test_configuration_the_device_rejects_gives_the_device_rejected_outcome(provision,
+def test_configuration_the_device_rejects_gives_the_device_rejected_outcome(hil_provision,
                                                                            tmp_path):
     # The generic lwm2m profile lets an object through that the initial image does not have.
     cfg = tmp_path / "with_device_object"
-    cfg.write_text((CONFIGS / "endpoint_cfg_line").read_text().rstrip().rstrip("}")
+    cfg.write_text(sample("endpoint_cfg_line").read_text().rstrip().rstrip("}")
                    + "    OID.Device: {0: {RID.Device.Manufacturer: 'ACME'}},\n}\n")
-    endpoint = provision(endpoint_cfg=cfg, profile="lwm2m")
+    endpoint = hil_provision(endpoint_cfg=cfg, profile="lwm2m", check=False)
     result = endpoint.result
     assert result.error_kind == "device rejected"
     assert "/factory/result.txt = '-1'" in result.error
@@ -73,27 +73,16 @@ def test_configuration_the_device_rejects_gives_the_device_rejected_outcome(prov
     assert result.step("onboard").status == "pending"  # never onboarded
 
 
-@pytest.fixture(scope="module")
-def server_certificate(hil_settings, tmp_path_factory):
-    """The LwM2M server's certificate for Certificate mode: given, or made for virtual boards."""
-    if hil_settings.server_cert is not None:
-        return hil_settings.server_cert
-    if not hil_settings.all_sim:
-        pytest.skip("Certificate mode on a real board needs --hil-server-cert")
-    path = tmp_path_factory.mktemp("server") / "server.der"
-    path.write_bytes(generate_self_signed({"commonName": "eu.iot.avsystem.cloud"}, None).cert_der)
-    return path
-
-
 @pytest.mark.cloud
 @pytest.mark.parametrize("mode", list(MODES))
-def test_each_security_mode_provisions_registers_and_is_onboarded(mode, provision, coiote,
-                                                                  hil_settings, request):
-    kwargs = {"endpoint_cfg": CONFIGS / MODES[mode], "replace_cloud_device": True}
+def test_each_security_mode_provisions_registers_and_is_onboarded(mode, hil_provision, coiote,
+                                                                  hil_settings, hil_server_cert):
+    kwargs = {"endpoint_cfg": sample(MODES[mode]), "replace_cloud_device": True}
     if mode == "cert":
-        kwargs["cert_info"] = hil_settings.cert_info or CONFIGS / "cert_info.json"
-        kwargs["server_cert"] = request.getfixturevalue("server_certificate")
-    endpoint = provision(**kwargs)
+        if hil_server_cert is None:
+            pytest.skip("Certificate mode on a real board needs --hil-server-cert")
+        kwargs["cert_info"] = hil_settings.cert_info or sample("cert_info.json")
+    endpoint = hil_provision(**kwargs)
     assert endpoint.result.outcome == "registered", endpoint.result.error
     assert endpoint.security_mode == mode
     device = coiote.find_device(endpoint.name)

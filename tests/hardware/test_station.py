@@ -8,14 +8,14 @@ import pytest
 pytestmark = pytest.mark.hil_real
 
 
-def test_the_jlink_software_loads_and_lists_the_probe_under_test(board):
+def test_the_jlink_software_loads_and_lists_the_probe_under_test(hil_board):
     from hilprov.board.nordic import list_probes
 
-    if board.kind != "nordic":
+    if hil_board.kind != "nordic":
         pytest.skip("the board is not behind a J-Link probe (--hil-port only)")
     logger = logging.getLogger("pynrfjprog.HighLevel")
     handlers = len(logger.handlers)
     probes = {probe.serial_number: probe for probe in list_probes()}
-    assert board.name in probes, f"J-Link probe {board.name} not found; connected: {list(probes)}"
-    assert probes[board.name].vcom_ports, "the probe reports no virtual COM port"
+    assert hil_board.name in probes, f"J-Link probe {hil_board.name} not found: {list(probes)}"
+    assert probes[hil_board.name].vcom_ports, "the probe reports no virtual COM port"
     assert len(logger.handlers) == handlers  # pynrfjprog's per-object handlers were removed

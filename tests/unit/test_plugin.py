@@ -14,16 +14,16 @@ HIL_TESTS = """
 import pytest
 
 @pytest.mark.hil
-def test_needs_board(board):
-    assert board.port
+def test_needs_board(hil_board):
+    assert hil_board.port
 
 @pytest.mark.hil_real
-def test_real_only(board):
+def test_real_only(hil_board):
     pass
 
 @pytest.mark.hil_sim
-def test_sim_only(board):
-    assert board.kind == "sim"
+def test_sim_only(hil_board):
+    assert hil_board.kind == "sim"
 
 def test_plain():
     pass
@@ -97,11 +97,16 @@ def test_board_from_environment_or_ini(pytester, monkeypatch, source):
     pytester.runpytest().assert_outcomes(passed=3, skipped=1)
 
 
-def test_more_workers_than_boards_is_a_clear_usage_error(pytester):
+@pytest.mark.parametrize("workers", ["3", "auto"])
+def test_more_workers_than_real_boards_is_a_usage_error_that_echoes_what_was_typed(
+        pytester, monkeypatch, workers):
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")  # what -n auto resolves to
     pytester.makepyfile(HIL_TESTS)
-    result = pytester.runpytest_subprocess("-n", "3", "--board", "sim", "--board", "sim")
+    result = pytester.runpytest_subprocess("-n", workers, "--board", "960012345",
+                                           "--board", "960012346")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*-n 3 pytest-xdist workers but 2 --board value(s)*"])
+    result.stderr.fnmatch_lines([f"*-n {workers}: 3 pytest-xdist workers but 2 --board "
+                                 "value(s)*"])
 
 
 def test_dut_expects_on_the_console_and_failures_carry_the_serial_log(pytester):
@@ -109,14 +114,14 @@ def test_dut_expects_on_the_console_and_failures_carry_the_serial_log(pytester):
         import pytest
 
         @pytest.mark.hil
-        def test_prompt(dut):
-            dut.write(b"\\n")
-            dut.expect_exact("uart:~$", timeout=5)
+        def test_prompt(hil_dut):
+            hil_dut.write(b"\\n")
+            hil_dut.expect_exact("uart:~$", timeout=5)
 
         @pytest.mark.hil
-        def test_missing_line(dut):
-            dut.write(b"\\n")
-            dut.expect("this never appears", timeout=0.3)
+        def test_missing_line(hil_dut):
+            hil_dut.write(b"\\n")
+            hil_dut.expect("this never appears", timeout=0.3)
     """)
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest("--board", "sim", f"--junitxml={junit}",
@@ -175,8 +180,8 @@ def test_two_workers_get_two_boards_and_both_are_recorded(configs_here):
         import pytest
 
         @pytest.mark.hil
-        def test_provision(provisioned_endpoint, board):
-            assert provisioned_endpoint.result.board == board.name
+        def test_provision(provisioned_endpoint, hil_board):
+            assert provisioned_endpoint.result.board == hil_board.name
     """)
     result = configs_here.runpytest_subprocess("-n", "2", "--dist", "each", "--board", "sim",
                                                "--board", "sim", "--hil-records", "rec.sqlite")
