@@ -30,3 +30,25 @@ def test_every_hilprov_subcommand_in_the_readme_exists():
     named = set(re.findall(r"`hilprov ([\w-]+)", text))
     choices = set(build_parser()._subparsers._group_actions[0].choices)
     assert named <= choices, named - choices
+
+
+def test_every_option_of_the_settings_table_is_in_the_readme():
+    from hilprov import settings
+
+    text = (REPO_ROOT / "README.md").read_text()
+    for field in settings.fields():
+        spec = field.metadata["spec"]
+        for flag in (*spec.cli[-1:], *([spec.pytest] if spec.pytest else [])):
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), \
+                f"{flag} ({field.name}) is not documented"
+
+
+def test_every_fixture_of_the_plugin_is_in_the_readme():
+    from pytest_hilprov import fixtures
+
+    text = (REPO_ROOT / "README.md").read_text()
+    names = [name for name in dir(fixtures) if name.startswith(("hil_", "provisioned", "coiote"))
+             and callable(getattr(fixtures, name))]
+    assert len(names) >= 10
+    for name in names:
+        assert f"`{name}`" in text or f"`{name}` (alias" in text, f"fixture {name} undocumented"
