@@ -85,14 +85,21 @@ def one_of(choices: Callable[[], Sequence[str]] | Sequence[str]) -> Callable[[st
     return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise ValueError(f"{value} is not a positive number")
-    return value
+def _positive(convert: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {what}") from None
+        if not value > 0:
+            raise ValueError(f"{text} is not a positive number")
+        return value
+    parse.__name__ = f"positive {what}"
+    return parse
+
+
+positive_int = _positive(int, "a whole number")
+positive_seconds = _positive(float, "a number of seconds")
 
 
 def board_spec(text: str) -> str:
@@ -109,16 +116,6 @@ def psk_identity(text: str) -> str:
 def psk_key(text: str) -> str:
     credentials.parse_key(text)
     return text
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise ValueError(f"{text} is not a positive number of seconds")
-    return value
 
 
 def flag_value(text: str) -> bool:

@@ -383,20 +383,11 @@ def _no_board(flow: ProvisioningFlow) -> str | None:
     return "no board given" if flow.board is None else None
 
 
-def _no_probe(flow: ProvisioningFlow) -> str | None:
-    if flow.board is None:
-        return "no board given"
-    if not flow.board.can_flash:
-        return "no probe: the device already runs the initial image"
-    return None
-
-
-def _not_flashed_here(flow: ProvisioningFlow) -> str | None:
-    if flow.board is None:
-        return "no board given"
-    if not flow.board.can_flash:
-        return "not flashed here: the ready line was printed earlier"
-    return None
+def _needs_probe(without_probe: str) -> SkipRule:
+    """A step that flashes or follows a flash: skipped without a board or without a probe."""
+    def rule(flow: ProvisioningFlow) -> str | None:
+        return _no_board(flow) or (None if flow.board.can_flash else without_probe)
+    return rule
 
 
 def _no_cloud(flow: ProvisioningFlow) -> str | None:
@@ -407,12 +398,9 @@ def _no_cloud(flow: ProvisioningFlow) -> str | None:
     return None
 
 
-def _no_final(flow: ProvisioningFlow) -> str | None:
-    if flow.board is None:
-        return "no board given"
-    if not flow.board.can_flash:
-        return "no probe to flash the final image"
-    return None
+_no_probe = _needs_probe("no probe: the device already runs the initial image")
+_not_flashed_here = _needs_probe("not flashed here: the ready line was printed earlier")
+_no_final = _needs_probe("no probe to flash the final image")
 
 
 # -- the steps ------------------------------------------------------------------------------------
