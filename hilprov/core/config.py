@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import bisect
 import difflib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,7 +170,9 @@ class _Parser:
         if "\x00" in self.text:
             raise ConfigSyntaxError([f"{self.source}:1:1: found a NUL byte, expected text"])
         try:
-            tree = ast.parse(self.text, filename=self.source, mode="eval")
+            with warnings.catch_warnings():  # "invalid escape sequence": Python's own nag
+                warnings.simplefilter("ignore")
+                tree = ast.parse(self.text, filename=self.source, mode="eval")
         except SyntaxError as exc:
             line, col = exc.lineno or 1, exc.offset or 1
             raise ConfigSyntaxError(
