@@ -48,7 +48,11 @@ PYTEST_HELP = {
     "server_cert": "LwM2M server certificate for Certificate-mode tests",
     "profile": "device profile to validate against, default anjay-zephyr",
     "log_dir": "serial logs, one file per test and board, default hilprov-logs",
-    "records": "device records database, default hilprov-records.sqlite",
+    "records": "device records database: a SQLite file or postgresql://HOST/DB, default "
+               "hilprov-records.sqlite",
+    "station": "this station's name in the records, default the host name",
+    "reprovision": "on by default in the plugin (the end-of-line suite provisions a unit "
+                   "several times): 0/false refuses an endpoint the records show provisioned",
     "server": "Coiote server JSON (url, port, domain); the token only from $COIOTE_TOKEN",
 }
 
@@ -187,8 +191,14 @@ def hil_secrets_dir(hil_settings: Settings):
 
 @pytest.fixture(scope="session")
 def hil_records(hil_settings: Settings) -> RecordWriter:
-    """Writes one row per provisioning attempt to the records database (never a secret)."""
-    return RecordWriter(RecordStore(hil_settings.records), source="pytest")
+    """Writes one row per provisioning attempt to the records database (never a secret); a
+    database that cannot be reached fails the tests that provision, before they provision."""
+    store = RecordStore(hil_settings.records)
+    try:
+        store.ensure_schema()
+    except HilprovError as exc:
+        pytest.fail(f"hil_records: {exc}", pytrace=False)
+    return RecordWriter(store, source="pytest", station=hil_settings.station)
 
 
 @pytest.fixture(scope="session")

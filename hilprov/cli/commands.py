@@ -111,8 +111,9 @@ def cmd_records(args: argparse.Namespace) -> int:
     from hilprov.station.records import RecordStore, export, parse_since
 
     since = parse_since(args.since) if args.since else None
-    rows = RecordStore(args.records).query(since=since, endpoint=args.endpoint,
-                                           failed=args.failed)
+    store = RecordStore(args.records)
+    rows = store.query(since=since, endpoint=args.endpoint, failed=args.failed,
+                       stations=args.station)
     if args.format in ("csv", "json"):
         text = export(rows, args.format)
         if args.output:
@@ -120,13 +121,13 @@ def cmd_records(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    print(f"{'id':>5}  {'started (UTC)':<23}  {'board':<12} {'endpoint':<36} {'outcome':<12} "
-          "error")
+    print(f"{'id':>5}  {'started (UTC)':<23}  {'station':<12} {'board':<12} {'endpoint':<36} "
+          f"{'outcome':<12} error")
     for row in rows:
         error = f"{row['error_kind']} at {row['current_step']}" if row["error_kind"] else ""
-        print(f"{row['id']:>5}  {row['started_at'][:23]:<23}  {row['board']:<12} "
-              f"{(row['endpoint'] or '-'):<36} {row['outcome']:<12} {error}")
-    print(f"{len(rows)} attempt(s) in {args.records}", file=sys.stderr)
+        print(f"{row['id']:>5}  {row['started_at'][:23]:<23}  {row['station']:<12} "
+              f"{row['board']:<12} {(row['endpoint'] or '-'):<36} {row['outcome']:<12} {error}")
+    print(f"{len(rows)} attempt(s) in {store.where}", file=sys.stderr)
     return 0
 
 
