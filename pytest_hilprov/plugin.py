@@ -193,12 +193,12 @@ def hil_secrets_dir(hil_settings: Settings):
 def hil_records(hil_settings: Settings) -> RecordWriter:
     """Writes one row per provisioning attempt to the records database (never a secret); a
     database that cannot be reached fails the tests that provision, before they provision."""
-    store = RecordStore(hil_settings.records)
+    store = RecordStore(hil_settings.records, station=hil_settings.station)
     try:
         store.ensure_schema()
     except HilprovError as exc:
         pytest.fail(f"hil_records: {exc}", pytrace=False)
-    return RecordWriter(store, source="pytest", station=hil_settings.station)
+    return RecordWriter(store, source="pytest")
 
 
 @pytest.fixture(scope="session")

@@ -57,8 +57,9 @@ class RecordStore:
     processes never share one."""
 
     def __init__(self, target: str | Path = DEFAULT_PATH, *, busy_timeout: float = 10.0,
-                 lease: float = LEASE) -> None:
+                 lease: float = LEASE, station: str | None = None) -> None:
         self.db = database.open_database(target, busy_timeout=busy_timeout)
+        self.station = station or process.host()  # who claims endpoints through this store
         self.path: Path | None = getattr(self.db, "path", None)  # the SQLite file, if one
         self.busy_timeout = busy_timeout
         self.lease = lease
@@ -186,7 +187,7 @@ class RecordStore:
         (unless `reprovision`), or one running on it now. A failed, interrupted or abandoned
         holder gives it up. One transaction: of two stations racing, one wins."""
         self.ensure_schema()
-        station = station or process.host()
+        station = station or self.station
 
         def claim(session: database.Session) -> EndpointHolder | None:
             now = _now()
@@ -209,10 +210,11 @@ class RecordStore:
 
     def _holder(self, session: database.Session, held: dict) -> EndpointHolder | None:
         """The holding attempt if it keeps the endpoint (provisioned it, or runs), else None."""
-        rows = session.execute("SELECT outcome, started_at, host, pid, pid_started, updated_at "
-                               "FROM attempts WHERE attempt = ?", (held["attempt"],))
+        rows = session.execute("SELECT outcome, started_at, station, host, pid, pid_started, "
+                               "updated_at FROM attempts WHERE attempt = ?", (held["attempt"],))
         if not rows:  # its row was never written: it keeps the endpoint while the lease runs
             row = {"outcome": str(Outcome.IN_PROGRESS), "started_at": held["claimed_at"],
+                   "station": held["station"],
                    "host": None, "pid": None, "pid_started": None,
                    "updated_at": held["claimed_at"]}
         else:
@@ -222,7 +224,7 @@ class RecordStore:
             return None
         if outcome != Outcome.IN_PROGRESS and outcome not in PROVISIONS:
             return None
-        return EndpointHolder(held["attempt"], held["station"], outcome, row["started_at"])
+        return EndpointHolder(held["attempt"], row["station"], outcome, row["started_at"])
 
     def _gone(self, row: dict) -> str | None:
         """Why a row "in progress" is abandoned, or None while its process runs: on this host
@@ -352,7 +354,7 @@ class RecordWriter(FlowObserver):
                  heartbeat: float = HEARTBEAT) -> None:
         self.store = store
         self.source = source
-        self.station = station or process.host()
+        self.station = station or store.station
         self.final_timeout = final_timeout
         self.heartbeat = heartbeat
         self._swept = False
@@ -368,7 +370,7 @@ class RecordWriter(FlowObserver):
         except RecordsError as exc:
             if final:
                 raise RecordsError(f"{exc}; the attempt on board {result.board} ended "
-                                   f"{result.outcome!r} but is not recorded: "
+                                   f"{str(result.outcome)!r} but is not recorded: "
                                    f"{unit_state(result)}") from None
             log.warning("%s (will retry at the next step)", exc)
 
