@@ -131,6 +131,32 @@ def cmd_records(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The line report: figures per station and for the line, as JSON for a MES, as a
+    self-contained HTML page, or as a few lines of text."""
+    from hilprov.core.files import write_atomic
+    from hilprov.station import report
+    from hilprov.station.records import RecordStore, parse_since
+
+    since = parse_since(args.since) if args.since else None
+    store = RecordStore(args.records)
+    rows = store.query(since=since, stations=args.station)
+    figures = report.line_figures(rows, since=since)
+    if args.html:
+        from hilprov.station import report_page
+
+        text = report_page.page(figures, rows, source=store.where)
+        write_atomic(Path(args.html), text.encode(), mode=0o644)
+        log.info("line report: %s (%d attempts, %d units, %d station(s))", args.html,
+                 figures["attempts"], figures["units"], len(figures["stations"]))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    elif not args.html:
+        print("\n".join(report.summary_lines(figures)))
+        print(f"{figures['attempts']} attempt(s) in {store.where}", file=sys.stderr)
+    return 0
+
+
 def cmd_probes(args: argparse.Namespace) -> int:
     """Connected J-Link probes: serial number, chip family, VCOM ports (first = console)."""
     from hilprov.board.nordic import list_probes

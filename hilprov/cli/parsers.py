@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write csv/json here instead of stdout")
     add_verbosity(p)
 
+    p = _sub(sub, "report", "the line report: yields, units per hour, failures, step times",
+             commands.cmd_report)
+    _records_arguments(p)
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page here")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (for a MES)")
+    add_verbosity(p)
+
     p = _sub(sub, "probes", "list connected J-Link probes and their serial ports",
              commands.cmd_probes)
     p.add_argument("--json", action="store_true", help="machine-readable output")
