@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from hilprov.errors import RecordsError
 from hilprov.station import schema
@@ -122,6 +122,10 @@ class Database(ABC):
     @abstractmethod
     def transient(self, exc: BaseException) -> bool:
         """Whether `exc` is the server or the network going away (worth a retry)."""
+
+    def scrub(self, text: str) -> str:
+        """A driver's message as it may be shown (without any password)."""
+        return text
 
     @contextlib.contextmanager
     def reading(self, timeout: float | None = None) -> Iterator[Session]:
@@ -231,9 +235,23 @@ class PostgresDatabase(Database):
                                    row_factory=psycopg.rows.dict_row)
         except psycopg.Error as exc:
             raise RecordsError(f"{self.where}: cannot connect to the records database: "
-                               f"{_first_line(exc)}") from None
+                               f"{self.scrub(_first_line(exc))}") from None
         except ValueError as exc:  # an unparsable URL
-            raise RecordsError(f"{self.where}: not a PostgreSQL URL: {exc}") from None
+            raise RecordsError(f"{self.where}: not a PostgreSQL URL: "
+                               f"{self.scrub(str(exc))}") from None
+
+    def scrub(self, text: str) -> str:
+        """`text` without the URL's password, should a driver message ever quote it."""
+        try:
+            parts = urlsplit(self.url)
+            secrets = [parts.password] if parts.password else []
+            secrets += [v for k, v in parse_qsl(parts.query) if k == "password" and v]
+        except ValueError:
+            return text
+        for secret in secrets:
+            for form in {secret, unquote(secret)}:
+                text = text.replace(form, HIDDEN)
+        return text
 
     def begin(self, conn: Any, *, schema: bool = False) -> None:
         # psycopg opened a transaction (autocommit off); a migration waits for any other one.

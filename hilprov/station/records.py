@@ -74,6 +74,10 @@ class RecordStore:
     def __repr__(self) -> str:
         return f"RecordStore({self.where!r})"
 
+    def _said(self, exc: BaseException) -> str:
+        """The driver's error in one line, without any password."""
+        return self.db.scrub(_line(exc))
+
     # -- the schema ---------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Connect, and create the schema or migrate an older one (never losing a row); an
@@ -89,7 +93,7 @@ class RecordStore:
                         self._migrate(session)
             except self.db.errors as exc:
                 raise RecordsError(f"{self.where}: cannot create or migrate the records "
-                                   f"tables: {_line(exc)}") from None
+                                   f"tables: {self._said(exc)}") from None
             self._ready = True
 
     def _version(self, session: database.Session) -> int:
@@ -148,10 +152,10 @@ class RecordStore:
             except (RecordsError, *self.db.errors) as exc:
                 left = deadline - time.monotonic()
                 if not (self.db.retries_writes and self.db.transient(exc)) or left <= 0:
-                    detail = str(exc) if isinstance(exc, RecordsError) else _line(exc)
+                    detail = str(exc) if isinstance(exc, RecordsError) else self._said(exc)
                     raise RecordsError(f"{self.where}: {what}: "
                                        f"{detail.removeprefix(self.where + ': ')}") from None
-                log.debug("%s: %s; retrying", what, _line(exc))
+                log.debug("%s: %s; retrying", what, self._said(exc))
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 2.0)
 
@@ -257,7 +261,7 @@ class RecordStore:
                     "SELECT attempt, host, pid, pid_started, started_at, updated_at "
                     "FROM attempts WHERE outcome = ?", (str(Outcome.IN_PROGRESS),))
         except self.db.errors as exc:
-            raise RecordsError(f"{self.where}: cannot read records: {_line(exc)}") from None
+            raise RecordsError(f"{self.where}: cannot read records: {self._said(exc)}") from None
         gone = [(row["attempt"], why) for row in rows if (why := self._gone(row)) is not None]
         if not gone:
             return 0
@@ -301,7 +305,7 @@ class RecordStore:
             with self.db.reading() as session:
                 return session.execute(sql, args)
         except self.db.errors as exc:
-            raise RecordsError(f"{self.where}: cannot read records: {_line(exc)}") from None
+            raise RecordsError(f"{self.where}: cannot read records: {self._said(exc)}") from None
 
 
 def _line(exc: BaseException) -> str:
@@ -359,7 +363,7 @@ class RecordWriter(FlowObserver):
         self.heartbeat = heartbeat
         self._swept = False
         self._running: set[str] = set()
-        self._beat_lock = threading.Lock()
+        self._beat_lock = threading.Condition()
         self._beating: threading.Thread | None = None
 
     def _save(self, result: FlowResult, *, final: bool = False) -> None:
@@ -393,6 +397,7 @@ class RecordWriter(FlowObserver):
     def run_finished(self, result: FlowResult) -> None:
         with self._beat_lock:
             self._running.discard(result.attempt)
+            self._beat_lock.notify_all()  # nothing runs: the heartbeat ends now, not later
         self._save(result, final=True)
 
     # -- the heartbeat ---------------------------------------------------------------------------
@@ -407,8 +412,8 @@ class RecordWriter(FlowObserver):
     def _beat(self) -> None:
         """Refresh the running attempts' rows until none runs (then the thread ends)."""
         while True:
-            time.sleep(self.heartbeat)
             with self._beat_lock:
+                self._beat_lock.wait_for(lambda: not self._running, self.heartbeat)
                 attempts = sorted(self._running)
                 if not attempts:
                     self._beating = None

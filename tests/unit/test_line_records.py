@@ -136,3 +136,18 @@ def test_a_records_target_that_is_no_database_is_a_usage_error(bad, capsys):
     with pytest.raises(SystemExit) as info:
         ptool_main(["-c", str(CONFIGS / "endpoint_cfg"), "--records", bad])
     assert info.value.code == 2 and "--records" in capsys.readouterr().err
+
+
+def test_a_url_password_is_never_shown():
+    from hilprov.settings import Settings
+    from hilprov.station.database import PostgresDatabase, display, parse_target
+
+    url = "postgresql://line:s3cr%40t@db.example:5433/records?sslmode=require&password=other"
+    shown = display(url)
+    assert shown == ("postgresql://line:***@db.example:5433/records?sslmode=require"
+                     "&password=***")
+    assert "s3cr" not in repr(Settings(records=url)) and "other" not in repr(Settings(records=url))
+    assert PostgresDatabase(url).scrub("token 's3cr@t' / s3cr%40t / other") == (
+        "token '***' / *** / ***")
+    assert parse_target(url) == url and str(parse_target("sqlite:///r.sqlite")) == "r.sqlite"
+    assert str(parse_target("sqlite:////abs/r.sqlite")) == "/abs/r.sqlite"
