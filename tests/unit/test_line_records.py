@@ -151,3 +151,34 @@ def test_a_url_password_is_never_shown():
         "token '***' / *** / ***")
     assert parse_target(url) == url and str(parse_target("sqlite:///r.sqlite")) == "r.sqlite"
     assert str(parse_target("sqlite:////abs/r.sqlite")) == "/abs/r.sqlite"
+
+
+def test_the_plugin_records_into_postgresql_named_by_the_environment(pytester, postgres_url,
+                                                                    monkeypatch):
+    """HILPROV_RECORDS and HILPROV_STATION as an end-of-line PC sets them. The plugin provisions
+    a unit again by default (the suite does, test after test); HILPROV_REPROVISION=0 makes the
+    records refuse it."""
+    (pytester.path / "configs").mkdir()
+    (pytester.path / "configs" / "endpoint_cfg").write_text(
+        (CONFIGS / "endpoint_cfg").read_text())
+    pytester.makepyfile("""
+        import json, pytest
+
+        @pytest.mark.hil
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_provision(provision, n):
+            result = provision().result
+            with open("outcomes.jsonl", "a") as out:
+                out.write(json.dumps([result.outcome, result.error_kind]) + "\\n")
+    """)
+    monkeypatch.setenv("HILPROV_RECORDS", postgres_url)
+    monkeypatch.setenv("HILPROV_STATION", "eol-3")
+    pytester.runpytest("--board=sim:490154203237518").assert_outcomes(passed=2)
+    monkeypatch.setenv("HILPROV_REPROVISION", "0")
+    pytester.runpytest("--board=sim:490154203237518").assert_outcomes(passed=2)
+    outcomes = [json.loads(line) for line in
+                (pytester.path / "outcomes.jsonl").read_text().splitlines()]
+    assert outcomes == [["registered", None]] * 2 + [["failed", "already provisioned"]] * 2
+    rows = RecordStore(postgres_url).query()
+    assert [(r["station"], r["source"], r["outcome"]) for r in rows] == (
+        [("eol-3", "pytest", "registered")] * 2 + [("eol-3", "pytest", "failed")] * 2)
