@@ -110,6 +110,12 @@ class AlreadyProvisionedError(HilprovError):
     kind = "already provisioned"
 
 
+class EndpointBusyError(AlreadyProvisionedError):
+    """Another attempt (another station, another board) is provisioning this endpoint now."""
+
+    kind = "endpoint busy"
+
+
 class NotRegisteredError(HilprovError):
     """The final image restored the configuration but did not register in time."""
 

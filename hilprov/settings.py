@@ -21,6 +21,7 @@ from hilprov.board import registry
 from hilprov.core import credentials, plan, profile
 from hilprov.errors import ConfigError, UsageError
 from hilprov.samples import sample
+from hilprov.station import database
 from hilprov.station.flow import STEP_NAMES, RunOptions
 
 SEED = "seed-compatible options (ptool)"
@@ -116,6 +117,17 @@ def psk_identity(text: str) -> str:
 def psk_key(text: str) -> str:
     credentials.parse_key(text)
     return text
+
+
+def records_target(text: str) -> Path | str:
+    return database.parse_target(text)
+
+
+def station_name(text: str) -> str:
+    name = text.strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        raise ValueError(f"{text!r} is not a station name (1 to 64 printable characters)")
+    return name
 
 
 def flag_value(text: str) -> bool:
@@ -222,9 +234,19 @@ class Settings:
         False, "delete the endpoint's existing Coiote device before onboarding "
         "(re-provisioning in another security mode)", cli=("--coiote-replace",), kind="flag",
         group=BOARD)
-    records: Path = setting(
-        Path("hilprov-records.sqlite"), "device records database (default: %(default)s)",
-        cli=("--records",), pytest="--hil-records", metavar="PATH", parse=Path, group=BOARD)
+    records: Path | str = setting(
+        Path("hilprov-records.sqlite"), "device records database: a SQLite file (PATH or "
+        "sqlite:///PATH) or a line's PostgreSQL (postgresql://HOST[:PORT]/DB; the password in "
+        "PGPASSWORD or ~/.pgpass) (default: %(default)s)", cli=("--records",),
+        pytest="--hil-records", metavar="PATH|URL", parse=records_target, group=BOARD)
+    station: str | None = setting(
+        None, "this station's name in the records (default: the host name)",
+        cli=("--station",), pytest="--hil-station", metavar="NAME", parse=station_name,
+        group=BOARD)
+    reprovision: bool = setting(
+        False, "provision a unit the records show provisioned already (the line otherwise "
+        "refuses a second provisioning of an endpoint)", cli=("--reprovision",),
+        pytest="--hil-reprovision", kind="flag", group=BOARD, pytest_default=True)
     log_dir: Path = setting(
         Path("hilprov-logs"), "serial logs, one file per board and run (default: %(default)s)",
         cli=("--log-dir",), pytest="--hil-logdir", metavar="DIR", parse=Path, group=BOARD)
@@ -250,6 +272,7 @@ class Settings:
 
     def __repr__(self) -> str:  # the token stays out of logs and reports
         shown = {f.name: getattr(self, f.name) for f in fields() if f.name != "token"}
+        shown["records"] = database.display(self.records)  # a URL's password stays out
         return f"Settings({shown}, token={'<set>' if self.token else None})"
 
     # -- what the run is made of ------------------------------------------------------------------
@@ -289,7 +312,8 @@ class Settings:
                   "endpoint_name": self.endpoint_name, "force_endpoint": self.force_endpoint,
                   "until": self.until or ("onboard" if self.no_final else None),
                   "output": self.output, "cert_dir": self.cert_dir,
-                  "secrets_out": self.secrets_out, "replace_cloud_device": self.coiote_replace}
+                  "secrets_out": self.secrets_out, "replace_cloud_device": self.coiote_replace,
+                  "reprovision": self.reprovision}
         values.update(overrides)
         return RunOptions(**values)
 

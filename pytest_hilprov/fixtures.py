@@ -64,8 +64,14 @@ def hil_secrets_dir(hil_settings: Settings):
 
 @pytest.fixture(scope="session")
 def hil_records(hil_settings: Settings) -> RecordWriter:
-    """Writes one row per provisioning attempt to the records database (never a secret)."""
-    return RecordWriter(RecordStore(hil_settings.records), source="pytest")
+    """Writes one row per provisioning attempt to the records database (never a secret); a
+    database that cannot be reached fails the tests that provision, before they provision."""
+    store = RecordStore(hil_settings.records, station=hil_settings.station)
+    try:
+        store.ensure_schema()
+    except HilprovError as exc:
+        pytest.fail(f"hil_records: {exc}", pytrace=False)
+    return RecordWriter(store, source="pytest")
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,11 @@ PYTEST_HELP = {
                    "by the plugin)",
     "profile": "device profile to validate against, default anjay-zephyr",
     "log_dir": "serial logs, one file per test and board, default hilprov-logs",
-    "records": "device records database, default hilprov-records.sqlite",
+    "records": "device records database: a SQLite file or postgresql://HOST/DB, default "
+               "hilprov-records.sqlite",
+    "station": "this station's name in the records, default the host name",
+    "reprovision": "on by default in the plugin (the end-of-line suite provisions a unit "
+                   "several times): 0/false refuses an endpoint the records show provisioned",
     "server": "Coiote server JSON (url, port, domain); the token only from $COIOTE_TOKEN",
     "secrets_out": "keep device secrets (private keys, saved PSKs, virtual flash) in DIR "
                    "instead of a private temporary directory removed at the end",

@@ -111,8 +111,9 @@ def cmd_records(args: argparse.Namespace) -> int:
     from hilprov.station.records import RecordStore, export, parse_since
 
     since = parse_since(args.since) if args.since else None
-    rows = RecordStore(args.records).query(since=since, endpoint=args.endpoint,
-                                           failed=args.failed, test=args.test)
+    store = RecordStore(args.records)
+    rows = store.query(since=since, endpoint=args.endpoint, failed=args.failed,
+                       test=args.test, stations=args.station)
     if args.format in ("csv", "json"):
         text = export(rows, args.format)
         if args.output:
@@ -120,13 +121,39 @@ def cmd_records(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    print(f"{'id':>5}  {'started (UTC)':<23}  {'board':<12} {'endpoint':<36} {'outcome':<12} "
-          "error")
+    print(f"{'id':>5}  {'started (UTC)':<23}  {'station':<12} {'board':<12} {'endpoint':<36} "
+          f"{'outcome':<12} error")
     for row in rows:
         error = f"{row['error_kind']} at {row['current_step']}" if row["error_kind"] else ""
-        print(f"{row['id']:>5}  {row['started_at'][:23]:<23}  {row['board']:<12} "
-              f"{(row['endpoint'] or '-'):<36} {row['outcome']:<12} {error}")
-    print(f"{len(rows)} attempt(s) in {args.records}", file=sys.stderr)
+        print(f"{row['id']:>5}  {row['started_at'][:23]:<23}  {row['station']:<12} "
+              f"{row['board']:<12} {(row['endpoint'] or '-'):<36} {row['outcome']:<12} {error}")
+    print(f"{len(rows)} attempt(s) in {store.where}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The line report: figures per station and for the line, as JSON for a MES, as a
+    self-contained HTML page, or as a few lines of text."""
+    from hilprov.core.files import write_atomic
+    from hilprov.station import report
+    from hilprov.station.records import RecordStore, parse_since
+
+    since = parse_since(args.since) if args.since else None
+    store = RecordStore(args.records)
+    rows = store.query(since=since, stations=args.station)
+    figures = report.line_figures(rows, since=since)
+    if args.html:
+        from hilprov.station import report_page
+
+        text = report_page.page(figures, rows, source=store.where)
+        write_atomic(Path(args.html), text.encode(), mode=0o644)
+        log.info("line report: %s (%d attempts, %d units, %d station(s))", args.html,
+                 figures["attempts"], figures["units"], len(figures["stations"]))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    elif not args.html:
+        print("\n".join(report.summary_lines(figures)))
+        print(f"{figures['attempts']} attempt(s) in {store.where}", file=sys.stderr)
     return 0
 
 

@@ -37,6 +37,26 @@ def _sub(sub, name: str, help_text: str, func, **kwargs) -> argparse.ArgumentPar
     return parser
 
 
+def _records_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which records to read: the database (as provisioning writes it), since when, which
+    stations."""
+    from hilprov.settings import records_target
+
+    def target(text: str) -> str:
+        try:
+            records_target(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    parser.add_argument("--records", default="hilprov-records.sqlite", metavar="PATH|URL",
+                        type=target, help="records database: a SQLite file (PATH, "
+                        "sqlite:///PATH) or postgresql://HOST/DB (default: %(default)s)")
+    parser.add_argument("--since", metavar="WHEN", help="ISO date/time, or 30m / 12h / 7d")
+    parser.add_argument("--station", metavar="NAME", action="append",
+                        help="only this station (repeat for several)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hilprov", formatter_class=_formatter, epilog=EPILOG,
@@ -74,15 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         add_verbosity(q)
 
     p = _sub(sub, "records", "list or export the device records", commands.cmd_records)
-    p.add_argument("--records", default="hilprov-records.sqlite", metavar="PATH",
-                   help="records database (default: %(default)s)")
-    p.add_argument("--since", metavar="WHEN", help="ISO date/time, or 30m / 12h / 7d")
+    _records_arguments(p)
     p.add_argument("--endpoint", metavar="NAME", help="only this endpoint")
     p.add_argument("--test", metavar="NODEID", help="only attempts of this pytest test (a "
                    "node id such as tests/hardware/test_end_of_line.py::test_x, or a file::)")
     p.add_argument("--failed", action="store_true", help="only attempts that did not succeed")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--output", metavar="FILE", help="write csv/json here instead of stdout")
+    add_verbosity(p)
+
+    p = _sub(sub, "report", "the line report: yields, units per hour, failures, step times",
+             commands.cmd_report)
+    _records_arguments(p)
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page here")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (for a MES)")
     add_verbosity(p)
 
     p = _sub(sub, "probes", "list connected J-Link probes and their serial ports",

@@ -34,11 +34,13 @@ def cmd_provision(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         cloud, why_not = _cloud(settings, token, stack)
         if settings.has_board:
+            store = RecordStore(settings.records, station=settings.station)
+            store.ensure_schema()  # a records database that is not there stops the run here
             options = settings.board_options(cloud=cloud.view() if cloud else None)
             boards = registry.open_boards(settings.board, options)
             stack.callback(registry.close_all, boards)
             printer = ProgressPrinter(prefix=len(boards) > 1 or args.verbose)
-            observers: list[FlowObserver] = [RecordWriter(RecordStore(settings.records))]
+            observers: list[FlowObserver] = [RecordWriter(store)]
             if not args.quiet:
                 observers.insert(0, printer)
             run_dir = Path(settings.log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")

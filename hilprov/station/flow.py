@@ -29,6 +29,7 @@ from hilprov.errors import (
     BoardError,
     ConfigError,
     DeviceRejectedError,
+    EndpointBusyError,
     EndpointMismatchError,
     HilprovError,
     Interrupted,
@@ -72,6 +73,7 @@ class RunOptions:
     cert_dir: Path = Path("cert")  # generated certificates; per endpoint with a board
     secrets_out: Path | None = None  # save generated secrets here (0700 dir, 0600 files)
     replace_cloud_device: bool = False  # delete the endpoint's Coiote device before onboarding
+    reprovision: bool = False  # provision an endpoint the records show provisioned already
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -160,11 +162,32 @@ class FlowObserver:
     def status(self, result: FlowResult, step: str, text: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class EndpointHolder:
+    """The attempt that holds an endpoint another attempt asked for."""
+
+    attempt: str
+    station: str
+    outcome: str  # registered / provisioned, or in progress (running right now)
+    when: str  # when it started (UTC)
+
+    @property
+    def running(self) -> bool:
+        return self.outcome == Outcome.IN_PROGRESS
+
+
 class IdentityHistory:
-    """Where a station looks up which endpoint a PSK identity was provisioned on."""
+    """Where a station looks up which endpoint a PSK identity was provisioned on, and which
+    attempt holds an endpoint (the line's records)."""
 
     def identity_owner(self, digest: str, endpoint: str | None, attempt: str) -> str | None:
         """Give the identity to `endpoint` unless another endpoint has it: that one, or None."""
+        return None
+
+    def endpoint_holder(self, endpoint: str, attempt: str, *, reprovision: bool = False
+                        ) -> EndpointHolder | None:
+        """Give `endpoint` to `attempt` unless another attempt provisioned it (and `reprovision`
+        is not asked for) or runs on it right now: that one, or None."""
         return None
 
 
@@ -478,7 +501,29 @@ def read_endpoint(flow: ProvisioningFlow) -> str:
                     wanted, name)
         name = wanted
     flow.result.endpoint = name
+    _claim_endpoint(flow, name)
     return name
+
+
+def _claim_endpoint(flow: ProvisioningFlow, endpoint: str) -> None:
+    """The line provisions a unit once: the records give the endpoint to this attempt (atomic,
+    so of two stations racing for it one is refused), before anything is written to it."""
+    holder = getattr(flow.history, "endpoint_holder", None)
+    if holder is None:
+        return
+    other = holder(endpoint, flow.result.attempt, reprovision=flow.options.reprovision)
+    if other is None:
+        return
+    if other.running:
+        raise EndpointBusyError(
+            f"{flow.who}: endpoint {endpoint} is being provisioned right now at station "
+            f"{other.station} (attempt {other.attempt}, started {other.when}; device records): "
+            "one unit cannot be on two boards, so check which unit is on which board")
+    flag = (flow.plan.inputs.flags.get("reprovision") if flow.plan else None) or "--reprovision"
+    raise AlreadyProvisionedError(
+        f"{flow.who}: endpoint {endpoint} was already provisioned ({other.outcome}) at station "
+        f"{other.station} on {other.when} (attempt {other.attempt}; device records); the line "
+        f"provisions a unit once: give {flag} to provision it again")
 
 
 def build_blob(flow: ProvisioningFlow) -> str:
@@ -637,5 +682,5 @@ STEPS: tuple[Step, ...] = (
 )
 STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)
 
-__all__ = ["STEPS", "STEP_NAMES", "FlowObserver", "FlowResult", "ProvisioningFlow",
-           "RunOptions", "Step", "StepRecord", "Timeouts"]
+__all__ = ["STEPS", "STEP_NAMES", "EndpointHolder", "FlowObserver", "FlowResult",
+           "ProvisioningFlow", "RunOptions", "Step", "StepRecord", "Timeouts"]

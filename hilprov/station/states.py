@@ -36,6 +36,8 @@ class Outcome(StrEnum):
 
 
 SUCCESSES = (Outcome.REGISTERED, Outcome.PROVISIONED, Outcome.BUILT, Outcome.STOPPED)
+PROVISIONS = (Outcome.REGISTERED, Outcome.PROVISIONED)
+"""The outcomes after which the unit holds its configuration: the line provisions it once."""
 
 
 def sql_list(values) -> str:

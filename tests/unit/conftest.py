@@ -33,3 +33,6 @@ def station_without_jlink(monkeypatch):
     from hilprov.board import nordic
 
     monkeypatch.setattr(nordic, "_load_highlevel", lambda: FakeHighLevel(missing="jlink"))
+
+
+from tests.unit.pgserver import postgres_server, postgres_url  # noqa: E402, F401 (fixtures)

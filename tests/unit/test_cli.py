@@ -240,16 +240,21 @@ def test_fs_upload_and_download_through_a_virtual_board_process(workdir, sim_pro
 def test_provision_over_a_port_only_then_records_list_and_export(workdir, sim_process, capsys):
     argv = ["-c", str(CONFIGS / "endpoint_cfg"), "--port", sim_process, "-q"]
     assert ptool_main(argv) == 0
-    assert ptool_main(argv) == errors.AlreadyProvisionedError.exit_code  # one attempt per boot
+    # The records refuse the endpoint a second time; asked to, the device itself refuses.
+    assert ptool_main(argv) == errors.AlreadyProvisionedError.exit_code
+    assert "--reprovision" in capsys.readouterr().err
+    assert ptool_main([*argv, "--reprovision"]) == errors.AlreadyProvisionedError.exit_code
     capsys.readouterr()
     assert main(["records"]) == 0
     table = capsys.readouterr().out
-    assert "provisioned" in table and "already provisioned at upload" in table
+    assert "provisioned" in table and "already provisioned at read-endpoint" in table
+    assert "already provisioned at upload" in table  # one attempt per boot
     assert main(["records", "--failed", "--format", "json"]) == 0
-    [row] = json.loads(capsys.readouterr().out)
-    assert row["error_kind"] == "already provisioned" and row["board_kind"] == "port"
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["error_kind"] for r in rows] == ["already provisioned"] * 2
+    assert {r["board_kind"] for r in rows} == {"port"}
     assert main(["records", "--format", "csv", "--output", "r.csv"]) == 0
-    assert (workdir / "r.csv").read_text().count("\n") == 3
+    assert (workdir / "r.csv").read_text().count("\n") == 4
 
 
 def test_probes_without_the_jlink_software_is_one_line_and_exit_7(capsys):

@@ -347,7 +347,7 @@ def test_records_locked_past_the_final_timeout_is_a_records_error_not_a_false_re
         board.close()
     assert flow.result.outcome == "provisioned"
     message = str(info.value)
-    assert f"ended {flow.result.outcome!r} but is not recorded" in message
+    assert f"ended {str(flow.result.outcome)!r} but is not recorded" in message
     assert "database is locked" in message and str(store.path) in message
     assert info.value.exit_code == 12
     assert store.query() == []  # nothing claims an outcome that was never written

@@ -177,7 +177,7 @@ def test_an_identity_the_records_show_on_another_endpoint_is_refused_before_uplo
     assert code == 3
     assert "already provisioned on endpoint anjay-zephyr-demo-351234567890124" in err
     assert {s["name"]: s["status"] for s in result["steps"]}["upload"] == "pending"
-    assert ptool_main(first) == 0  # the same unit again is fine
+    assert ptool_main([*first, "--reprovision"]) == 0  # the same unit again is fine
 
 
 def _last_json(capsys):

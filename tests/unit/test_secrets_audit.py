@@ -275,7 +275,8 @@ def cli_evidence(tmp_path_factory) -> Evidence:
         other = stack.enter_context(CoioteServer(token="a-token-that-is-not-ours"))
         server_json = write("server.json", json.dumps(server.server_info()))
         other_json = write("other.json", json.dumps(other.server_info()))
-        common = ["--records", str(out / "records.sqlite"), "--log-dir", str(out / "logs"), "-v"]
+        common = ["--records", str(out / "records.sqlite"), "--log-dir", str(out / "logs"), "-v",
+                  "--reprovision"]  # one device, provisioned again and again
 
         def run(name: str, entry, argv: list[str], expect: int) -> None:
             stdout, stderr = io.StringIO(), io.StringIO()
