@@ -5,9 +5,15 @@ it is closed, whatever ended the run (success, a failed step, Ctrl-C, SIGTERM). 
 `NetworkSerialPort` is the console and the SMP transport: `protocol: raw` is opened as
 ``socket://host:port``, `rfc2217` (labgrid's default, what its exporter's ser2net speaks) as
 ``rfc2217://host:port?ign_set_control`` (ser2net on a pty or a plain UART cannot switch modem
-lines; labgrid's own SerialDriver asks the same). labgrid 26 has no resource for the nRF
-programmers hilprov drives, so a place is a device that already runs the initial image, exactly
-like `--port` (`can_flash = False`).
+lines; labgrid's own SerialDriver asks the same).
+
+Flashing: labgrid 26 has no driver for the nRF programmers hilprov drives; a SEGGER J-Link shows
+up in a place as a `USBDebugger` (exported as `NetworkUSBDebugger`: host, USB bus path, bus and
+device numbers, no serial number). When that J-Link is plugged into this station (the exporter
+runs here: its host is this machine and the USB device at that path has those numbers), hilprov
+reads its serial number from sysfs and flashes through pynrfjprog, as `--board SNR` does, with the
+place's serial port as the console. Any other place (no J-Link, or one on another host) is a
+device that already runs the initial image, exactly like `--port` (`can_flash` is False).
 
 labgrid is an optional dependency (`pip install 'hilprov[labgrid]'`), imported only when such a
 board is opened. We use its Python client, `labgrid.remote.client.ClientSession`, rather than
@@ -54,6 +60,9 @@ ACQUIRE_TIMEOUT = 30.0  # the coordinator asks every exporter of the place to lo
 RESOURCE_TIMEOUT = 15.0  # after acquiring, for the exporter to publish the serial port's TCP port
 RELEASE_TIMEOUT = 20.0  # the exporter stops its ser2net (about a second) before answering
 _SERIAL_CLS = "NetworkSerialPort"
+_DEBUGGER_CLS = ("NetworkUSBDebugger", "USBDebugger")
+SEGGER_VENDOR_ID = 0x1366
+USB_DEVICES = Path("/sys/bus/usb/devices")
 _CONSOLE = "console"  # the serial port used when a place has several
 _PROTOCOLS = {"raw": "socket://{host}:{port}", "rfc2217": "rfc2217://{host}:{port}?ign_set_control"}
 
@@ -97,6 +106,7 @@ class Acquired:
     place: str
     holder: str
     serial: dict[str, Any]
+    debuggers: tuple[dict[str, Any], ...] = ()  # the place's USB debuggers' parameters
 
 
 class Coordinator:
@@ -319,7 +329,8 @@ async def _acquire(session, wanted: str) -> Acquired:
         raise BoardError(f"labgrid place {place.name}: not acquired: {exc.details()}") from None
     try:
         await session.sync_with_coordinator()
-        serial = await asyncio.wait_for(_exported_serial(session, place.name), RESOURCE_TIMEOUT)
+        serial, debuggers = await asyncio.wait_for(_exported(session, place.name),
+                                                   RESOURCE_TIMEOUT)
     except BaseException as exc:
         await _release(session, place.name, me)
         if isinstance(exc, TimeoutError):
@@ -328,22 +339,26 @@ async def _acquire(session, wanted: str) -> Acquired:
                              "running?)") from None
         raise
     log.info("labgrid place %s acquired as %s: console %s", place.name, me, serial_url(serial))
-    return Acquired(place.name, me, serial)
+    return Acquired(place.name, me, serial, debuggers)
 
 
-async def _exported_serial(session, name: str) -> dict[str, Any]:
-    """The console's parameters once the exporter has started exporting it."""
+async def _exported(session, name: str) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
+    """The console's parameters once the exporter has started exporting it, and the place's
+    USB debuggers'."""
     while True:
         place = session.places[name]
-        ports = {res_name: entry for (res_name, cls), entry
-                 in session.get_target_resources(place).items() if cls == _SERIAL_CLS}
+        resources = session.get_target_resources(place)
+        ports = {res_name: entry for (res_name, cls), entry in resources.items()
+                 if cls == _SERIAL_CLS}
+        debuggers = tuple(dict(entry.args) for (_, cls), entry in resources.items()
+                          if cls in _DEBUGGER_CLS)
         entry = _console_entry(name, ports)
         if entry.extra.get("proxy_required"):
             raise BoardError(f"labgrid place {name}: its serial port is reachable only through "
                              f"an SSH proxy ({entry.extra.get('proxy')}), which hilprov does "
                              "not set up")
         if entry.avail and entry.args.get("port"):
-            return dict(entry.args)
+            return dict(entry.args), debuggers
         await asyncio.sleep(0.1)
 
 
@@ -369,33 +384,98 @@ async def _release(session, name: str, holder: str) -> None:
         raise BoardError(f"labgrid place {name}: not released: {exc.details()}") from None
 
 
+# -- flashing through a J-Link on this station -----------------------------------------------------
+def local_jlink(debuggers: tuple[dict[str, Any], ...], *, usb_devices: Path | None = None,
+                this_host: set[str] | None = None) -> tuple[str | None, str]:
+    """(serial number of the place's J-Link on this station, or None; why not, for the log)."""
+    jlinks = [d for d in debuggers if d.get("vendor_id") == SEGGER_VENDOR_ID]
+    if not jlinks:
+        return None, "it offers no J-Link"
+    hosts = this_host if this_host is not None else _this_host()
+    why = ""
+    for params in jlinks:
+        if str(params.get("host")) not in hosts:
+            why = f"its J-Link is on {params.get('host')}, not on this station"
+            continue
+        device = (usb_devices or USB_DEVICES) / str(params.get("path"))
+        try:
+            numbers = [int((device / name).read_text()) for name in ("busnum", "devnum")]
+            serial = (device / "serial").read_text().strip()
+        except (OSError, ValueError):
+            why = f"its J-Link ({device}) is not on this station's USB"
+            continue
+        if numbers != [params.get("busnum"), params.get("devnum")]:
+            why = f"the USB device at {device} is another one than the place's J-Link"
+            continue
+        return serial, ""
+    return None, why
+
+
+def _this_host() -> set[str]:
+    import socket
+
+    return {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+
+
 # -- the board ------------------------------------------------------------------------------------
 _HELD: weakref.WeakSet[LabgridBoard] = weakref.WeakSet()
 
 
 class LabgridBoard(Board):
-    """A device on a labgrid place: the console is the place's NetworkSerialPort; no flashing."""
+    """A device on a labgrid place: the console is the place's NetworkSerialPort; flashed
+    through the place's J-Link when that is on this station, else not at all (like --port)."""
 
     kind = "labgrid"
-    can_flash = False
 
-    def __init__(self, name: str, coordinator: Coordinator, acquired: Acquired) -> None:
+    def __init__(self, name: str, coordinator: Coordinator, acquired: Acquired, *,
+                 probe: Board | None = None) -> None:
         super().__init__(name, serial_url(acquired.serial),
                          int(acquired.serial.get("speed") or 115200))
         self.coordinator = coordinator
         self.place = acquired.place
         self.holder = acquired.holder
+        self.probe = probe  # flashes and resets; None: the device runs the initial image
+        self.can_flash = probe is not None
         self._lock = threading.Lock()
         self._held = True
         _HELD.add(self)
 
     @classmethod
-    def open(cls, spec: str, coordinator: Coordinator) -> LabgridBoard:
-        return cls(spec, coordinator, coordinator.acquire(place_of(spec)))
+    def open(cls, spec: str, coordinator: Coordinator, *,
+             probe_factory: Callable[[str, str, int], Board] | None = None) -> LabgridBoard:
+        """Acquire the place; `probe_factory(serial number, console, baud)` makes the J-Link
+        board that flashes (default: NordicBoard)."""
+        acquired = coordinator.acquire(place_of(spec))
+        try:
+            board = cls(spec, coordinator, acquired)
+        except BaseException:
+            coordinator.release(acquired.place, acquired.holder)
+            raise
+        try:
+            serial_number, why = local_jlink(acquired.debuggers)
+            if serial_number is None:
+                log.info("labgrid place %s: not flashed (%s): the device must run the initial "
+                         "image already", acquired.place, why)
+                return board
+            board.probe = (probe_factory or _nordic)(serial_number, board.port, board.baudrate)
+            board.can_flash = True
+            log.info("labgrid place %s: flashing through J-Link %s on this station",
+                     acquired.place, serial_number)
+            return board
+        except BaseException:
+            board.close()
+            raise
 
     def _flash(self, image: Path, *, erase: bool, progress=None) -> None:
-        raise BoardError(f"labgrid place {self.place}: no flashing resource hilprov can drive; "
-                         "the device must run the initial image already")
+        if self.probe is None:
+            raise BoardError(f"labgrid place {self.place}: no flashing resource hilprov can "
+                             "drive; the device must run the initial image already")
+        self.probe.flash(image, erase=erase, progress=progress)
+
+    def reset(self) -> None:
+        if self.probe is None:
+            super().reset()
+        self.probe.reset()
 
     def close(self) -> None:
         """Release the place (once; an interrupt meanwhile waits until it is released)."""
@@ -404,6 +484,9 @@ class LabgridBoard(Board):
                 return
             self._held = False
             _HELD.discard(self)
+            if self.probe is not None:
+                with contextlib.suppress(BoardError):
+                    self.probe.close()
             log.info("labgrid place %s: releasing", self.place)
             try:
                 self.coordinator.release(self.place, self.holder)
@@ -420,3 +503,9 @@ def _release_forgotten() -> None:
     for board in list(_HELD):
         with contextlib.suppress(BaseException):
             board.close()
+
+
+def _nordic(serial_number: str, port: str, baudrate: int) -> Board:
+    from hilprov.board.nordic import NordicBoard
+
+    return NordicBoard(serial_number, port, baudrate)

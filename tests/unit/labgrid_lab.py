@@ -70,6 +70,7 @@ class Place:
     name: str
     protocol: str  # "rfc2217" or "raw"
     sim_args: list[str] = field(default_factory=list)
+    extra_yaml: str = ""  # more resources of the place, as exporter YAML under its group
     sim: SimProcess | None = None
     ser2net: subprocess.Popen | None = None  # ours, for protocol raw
 
@@ -142,8 +143,7 @@ class Lab:
                                  str(config)])
         for place in self.places.values():
             self.client("-p", place.name, "create")
-            self.client("-p", place.name, "add-match",
-                        f"{self.exporter_name}/{place.name}/NetworkSerialPort")
+            self.client("-p", place.name, "add-match", f"{self.exporter_name}/{place.name}/*")
         exported = {f"{self.exporter_name}/{name}/NetworkSerialPort" for name in self.places}
         wait_for(lambda: exported <= set(self.client("resources").stdout.split()),
                  START_TIMEOUT, "the exporter publishes every serial port")
@@ -158,6 +158,7 @@ class Lab:
             else:
                 groups.append(f"{place.name}:\n  RawSerialPort:\n    port: {place.sim.port}\n"
                               "    speed: 115200\n")
+            groups.append(place.extra_yaml)
         return "".join(groups)
 
     def _raw_ser2net(self, place: Place) -> subprocess.Popen:

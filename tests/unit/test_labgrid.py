@@ -29,12 +29,17 @@ from tests.unit import labgrid_lab
 from tests.unit.labgrid_lab import Lab, Place
 
 RFC2217, RAW = "hil-rfc2217", "hil-raw"
+# The raw place also offers a J-Link (as labgrid exports a USBDebugger) at a USB path this
+# machine does not have: the place runs like --port, and the test below sees it handed over.
+JLINK = {"host": "127.0.0.1", "busnum": 99, "devnum": 98, "path": "9-9.9.9",
+         "vendor_id": 0x1366, "model_id": 0x1015}
+JLINK_YAML = "  NetworkUSBDebugger:\n" + "".join(f"    {k}: {v!r}\n" for k, v in JLINK.items())
 TOKEN = "labgrid-line-token"
 PTOOL = Path(sys.executable).parent / "ptool"
 RUN_TIMEOUT = 120.0  # generous, never part of what is asserted
 # Coiote answers the onboarding this late, so a signal sent once the device took its configuration
 # lands mid-flow; the interrupted flow then records itself when the answer comes.
-ONBOARD_DELAY = 8.0
+ONBOARD_DELAY = 5.0
 
 
 # -- without a lab ---------------------------------------------------------------------------------
@@ -126,6 +131,78 @@ def test_signals_wait_for_the_block_then_take_effect(ctrl_c_raises):
     assert reached == ["end of block"] and caught == [signal.SIGINT, signal.SIGINT]
 
 
+def usb_device(root: Path, path: str, busnum: int, devnum: int, serial: str) -> Path:
+    device = root / path
+    device.mkdir(parents=True)
+    for name, value in (("busnum", busnum), ("devnum", devnum), ("serial", serial)):
+        (device / name).write_text(f"{value}\n")
+    return root
+
+
+def test_a_jlink_on_this_stations_usb_is_found_by_its_bus_path(tmp_path):
+    usb = usb_device(tmp_path, "9-9.9.9", 99, 98, "000960012345")
+    here = {"127.0.0.1"}
+    assert labgrid.local_jlink((JLINK,), usb_devices=usb, this_host=here) == ("000960012345", "")
+    st_link = {**JLINK, "vendor_id": 0x0483}
+    assert labgrid.local_jlink((st_link,), usb_devices=usb, this_host=here) == (
+        None, "it offers no J-Link")
+    elsewhere = labgrid.local_jlink((JLINK,), usb_devices=usb, this_host={"line-pc"})
+    assert elsewhere == (None, "its J-Link is on 127.0.0.1, not on this station")
+    replugged = labgrid.local_jlink(({**JLINK, "devnum": 3},), usb_devices=usb, this_host=here)
+    assert replugged[0] is None and "another one than the place's J-Link" in replugged[1]
+    gone = labgrid.local_jlink(({**JLINK, "path": "1-4"},), usb_devices=usb, this_host=here)
+    assert gone[0] is None and "not on this station's USB" in gone[1]
+
+
+class _FakeCoordinator:
+    address = "fake:1"
+
+    def __init__(self, acquired):
+        self.acquired, self.released = acquired, []
+
+    def acquire(self, place):
+        return self.acquired
+
+    def release(self, place, holder):
+        self.released.append((place, holder))
+
+
+def test_a_place_whose_jlink_is_here_is_flashed_through_it(tmp_path, monkeypatch):
+    from hilprov.board.nordic import NordicBoard
+    from hilprov.sim.images import INITIAL_IMAGE
+    from tests.unit.fake_pynrfjprog import FakeHighLevel, FakeProbe
+
+    bench = FakeHighLevel(FakeProbe(960012345))
+    monkeypatch.setattr(labgrid, "USB_DEVICES", usb_device(tmp_path / "usb", "9-9.9.9", 99, 98,
+                                                           "000960012345"))
+    monkeypatch.setattr(labgrid, "_this_host", lambda: {"127.0.0.1"})
+    serial = {"host": "127.0.0.1", "port": 4001, "speed": 115200, "protocol": "raw"}
+    coordinator = _FakeCoordinator(labgrid.Acquired("bench", "pc/me", serial, (JLINK,)))
+    board = labgrid.LabgridBoard.open(
+        "labgrid:bench", coordinator,
+        probe_factory=lambda snr, port, baud: NordicBoard(snr, port, baud,
+                                                          api_factory=lambda: bench))
+    assert (board.can_flash, board.port, board.probe.serial_number) == (
+        True, "socket://127.0.0.1:4001", "960012345")
+    board.flash(INITIAL_IMAGE, erase=True)
+    assert [c[:2] for c in bench.calls if c[0] == "program"] == [("program", 960012345)]
+    board.close()
+    board.close()
+    assert coordinator.released == [("bench", "pc/me")]
+
+
+def test_a_place_without_a_jlink_here_runs_like_port(monkeypatch):
+    monkeypatch.setattr(labgrid, "_this_host", lambda: {"127.0.0.1"})
+    serial = {"host": "127.0.0.1", "port": 4001, "protocol": "raw"}
+    coordinator = _FakeCoordinator(labgrid.Acquired("bench", "pc/me", serial, ()))
+    board = labgrid.LabgridBoard.open("labgrid:bench", coordinator)
+    assert not board.can_flash and board.probe is None
+    with pytest.raises(BoardError, match="no flashing resource hilprov can drive"):
+        board.flash(Path("initial.hex"), erase=True)
+    board.close()
+    assert coordinator.released == [("bench", "pc/me")]
+
+
 class _Closing(Board):
     def __init__(self, name, raises=None):
         super().__init__(name)
@@ -155,7 +232,7 @@ def lab(tmp_path_factory):
     if why:
         pytest.skip(why)
     with Lab(tmp_path_factory.mktemp("labgrid-lab"),
-             [Place(RFC2217, "rfc2217"), Place(RAW, "raw")]) as running:
+             [Place(RFC2217, "rfc2217"), Place(RAW, "raw", extra_yaml=JLINK_YAML)]) as running:
         yield running
 
 
@@ -325,3 +402,18 @@ def test_the_plugin_provisions_a_board_on_a_place(lab, station, pytester):
                                 lab.address, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert lab.holder(RAW) is None
+
+
+def test_the_coordinator_hands_over_the_places_serial_port_and_jlink(lab, station, tmp_path):
+    coordinator = labgrid.Coordinator(lab.address)
+    acquired = coordinator.acquire(RAW)
+    try:
+        assert lab.holder(RAW) == acquired.holder
+        assert acquired.serial["protocol"] == "raw"
+        assert acquired.debuggers == (JLINK,)
+        usb = usb_device(tmp_path / "usb", "9-9.9.9", 99, 98, "000960012345")
+        assert labgrid.local_jlink(acquired.debuggers, usb_devices=usb,
+                                   this_host={"127.0.0.1"})[0] == "000960012345"
+    finally:
+        coordinator.release(acquired.place, acquired.holder)
+    assert lab.holder(RAW) is None and coordinator.holder(RAW) is None
