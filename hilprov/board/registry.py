@@ -127,6 +127,9 @@ def open_boards(specs: Sequence[str], options: BoardOptions) -> list[Board]:
     if options.port is not None and len(specs) > 1:
         raise ConfigError("--port names one serial port: it cannot be used with several --board")
     kinds = [kind_of(spec) for spec in specs]
+    twice = sorted({spec for spec in specs if not _is_sim(spec) and specs.count(spec) > 1})
+    if twice:  # before opening: a second acquire of a labgrid place would blame a killed run
+        raise ConfigError(f"the same board is given twice: {', '.join(twice)}")
     sims = sum(1 for kind in kinds if kind.name == "sim")
     pinned = [spec for spec in specs if _is_sim(spec) and spec != SIM]
     if len(set(pinned)) != len(pinned):

@@ -89,6 +89,11 @@ def test_port_cannot_replace_the_places_console():
         registry.open_boards(["labgrid:bench"], registry.BoardOptions(port="/dev/ttyACM0"))
 
 
+def test_the_same_place_twice_is_refused_before_anything_is_acquired():
+    with pytest.raises(ConfigError, match="the same board is given twice: labgrid:bench"):
+        registry.open_boards(["labgrid:bench", "labgrid:bench"], registry.BoardOptions())
+
+
 def test_without_labgrid_installed_the_error_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "labgrid.remote", None)
     board = labgrid.Coordinator("127.0.0.1:1")
