@@ -48,7 +48,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from hilprov.board.base import Board
-from hilprov.errors import BoardError, ConfigError
+from hilprov.errors import BoardError, ConfigError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +421,24 @@ def _this_host() -> set[str]:
 _HELD: weakref.WeakSet[LabgridBoard] = weakref.WeakSet()
 
 
+def _raise_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _sigterm_unwinds(holding: bool) -> None:
+    """While a place is held, a SIGTERM left at its default (the process would just die, keeping
+    the place: pytest, a script) is an interrupt like Ctrl-C, so the program unwinds and closes
+    its boards; put back when the last place is released. A handler of the program's own (the
+    CLI's) is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if holding and current is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_sigterm)
+    elif not holding and current is _raise_sigterm and not _HELD:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class LabgridBoard(Board):
     """A device on a labgrid place: the console is the place's NetworkSerialPort; flashed
     through the place's J-Link when that is on this station, else not at all (like --port)."""
@@ -439,6 +457,7 @@ class LabgridBoard(Board):
         self._lock = threading.Lock()
         self._held = True
         _HELD.add(self)
+        _sigterm_unwinds(True)
 
     @classmethod
     def open(cls, spec: str, coordinator: Coordinator, *,
@@ -479,21 +498,25 @@ class LabgridBoard(Board):
 
     def close(self) -> None:
         """Release the place (once; an interrupt meanwhile waits until it is released)."""
-        with signals_held(), self._lock:
-            if not self._held:
-                return
-            self._held = False
-            _HELD.discard(self)
-            if self.probe is not None:
-                with contextlib.suppress(BoardError):
-                    self.probe.close()
-            log.info("labgrid place %s: releasing", self.place)
-            try:
-                self.coordinator.release(self.place, self.holder)
-            except BoardError as exc:
-                raise BoardError(f"{exc}; free it with labgrid-client -x "
-                                 f"{self.coordinator.address} -p {self.place} release") from None
-            log.info("labgrid place %s released", self.place)
+        try:
+            with signals_held(), self._lock:
+                if not self._held:
+                    return
+                self._held = False
+                _HELD.discard(self)
+                if self.probe is not None:
+                    with contextlib.suppress(BoardError):
+                        self.probe.close()
+                log.info("labgrid place %s: releasing", self.place)
+                try:
+                    self.coordinator.release(self.place, self.holder)
+                except BoardError as exc:
+                    raise BoardError(f"{exc}; free it with labgrid-client -x "
+                                     f"{self.coordinator.address} -p {self.place} release"
+                                     ) from None
+                log.info("labgrid place %s released", self.place)
+        finally:
+            _sigterm_unwinds(False)
 
 
 @atexit.register

@@ -196,6 +196,38 @@ def test_a_place_whose_jlink_is_here_is_flashed_through_it(tmp_path, monkeypatch
     assert coordinator.released == [("bench", "pc/me")]
 
 
+@pytest.fixture()
+def sigterm_default():
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_while_a_place_is_held_sigterm_unwinds_the_program_instead_of_killing_it(
+        sigterm_default):
+    serial = {"host": "127.0.0.1", "port": 4001, "protocol": "raw"}
+    board = labgrid.LabgridBoard.open("labgrid:bench", _FakeCoordinator(
+        labgrid.Acquired("bench", "pc/me", serial, ())))
+    assert signal.getsignal(signal.SIGTERM) is labgrid._raise_sigterm
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    board.close()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_programs_own_sigterm_handler_is_left_alone(sigterm_default):
+    def own(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, own)
+    serial = {"host": "127.0.0.1", "port": 4001, "protocol": "raw"}
+    board = labgrid.LabgridBoard.open("labgrid:bench", _FakeCoordinator(
+        labgrid.Acquired("bench", "pc/me", serial, ())))
+    board.close()
+    assert signal.getsignal(signal.SIGTERM) is own
+
+
 def test_a_place_without_a_jlink_here_runs_like_port(monkeypatch):
     monkeypatch.setattr(labgrid, "_this_host", lambda: {"127.0.0.1"})
     serial = {"host": "127.0.0.1", "port": 4001, "protocol": "raw"}
@@ -422,3 +454,30 @@ def test_the_coordinator_hands_over_the_places_serial_port_and_jlink(lab, statio
     finally:
         coordinator.release(acquired.place, acquired.holder)
     assert lab.holder(RAW) is None and coordinator.holder(RAW) is None
+
+
+def test_a_pytest_session_stopped_with_sigterm_frees_its_place(lab, station, pytester):
+    started = pytester.path / "started"
+    pytester.makepyfile(f"""
+        import pathlib, time
+
+        def test_long(board, dut):
+            pathlib.Path({str(started)!r}).write_text(board.port)
+            time.sleep(120)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--board", f"labgrid:{RAW}", "--hil-lg-coordinator",
+         lab.address, "-p", "no:cacheprovider", "-q"], cwd=pytester.path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        labgrid_lab.wait_for(lambda: started.exists() or proc.poll() is not None, RUN_TIMEOUT,
+                             "the inner test starts")
+        assert lab.holder(RAW) is not None
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=RUN_TIMEOUT)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2 and "Interrupted" in out, out  # pytest: interrupted
+    assert lab.holder(RAW) is None
