@@ -197,9 +197,14 @@ class Settings:
         "./cert/<endpoint>)", cli=("--cert-dir",), metavar="DIR", parse=Path)
     # -- boards ---------------------------------------------------------------------------------
     board: list[str] = setting(
-        [], "J-Link serial number of an nRF board, or 'sim' for a virtual board; repeat to "
-        "provision several boards at once", cli=("--board",), pytest="--board",
-        metavar="SNR|sim", parse=board_spec, kind="list", group=BOARD)
+        [], "J-Link serial number of an nRF board, 'sim' for a virtual board, or "
+        "labgrid:PLACE for a board on a labgrid place; repeat to provision several boards at "
+        "once", cli=("--board",), pytest="--board",
+        metavar="SNR|sim|labgrid:PLACE", parse=board_spec, kind="list", group=BOARD)
+    lg_coordinator: str | None = setting(
+        None, "labgrid coordinator of labgrid:PLACE boards (default: $LG_COORDINATOR, else "
+        "127.0.0.1:20408)", cli=("--lg-coordinator",), pytest="--hil-lg-coordinator",
+        metavar="HOST[:PORT]", group=BOARD)
     port: str | None = setting(
         None, "serial port (any pyserial URL); alone: a device already running the initial "
         "image (no flashing)", cli=("--port",), pytest="--hil-port", metavar="PORT",
@@ -319,7 +324,8 @@ class Settings:
 
     def board_options(self, **overrides: Any) -> registry.BoardOptions:
         values = {"port": self.port, "baudrate": self.baudrate,
-                  "emulate_baud": self.emulate_baud, "state_root": self.sim_state}
+                  "emulate_baud": self.emulate_baud, "state_root": self.sim_state,
+                  "lg_coordinator": self.lg_coordinator}
         values.update(overrides)
         return registry.BoardOptions(**values)
 

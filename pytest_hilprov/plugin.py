@@ -31,9 +31,9 @@ MARKERS = {
 }
 
 PYTEST_HELP = {
-    "board": "J-Link serial number of the board under test, or 'sim' for a virtual board; "
-             "repeat with pytest-xdist to give each worker its own real board (sim scales by "
-             "itself)",
+    "board": "J-Link serial number of the board under test, 'sim' for a virtual board, or "
+             "labgrid:PLACE for a board on a labgrid place; repeat with pytest-xdist to give "
+             "each worker its own real board (sim scales by itself)",
     "port": "serial port (pyserial URL); overrides the probe's VCOM; alone: a device that "
             "already runs the initial image",
     "baudrate": "baud rate, default 115200",

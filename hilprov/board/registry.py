@@ -1,5 +1,5 @@
 """Board kinds by `--board` spec: each kind is one entry (how its spec looks, how to open it), so
-`sim`, a J-Link serial number and later `labgrid:PLACE` are table rows, not `if` chains."""
+`sim`, a J-Link serial number and `labgrid:PLACE` are table rows, not `if` chains."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class BoardOptions:
     state_root: Path | None = None  # virtual boards: where their flash is kept
     cloud: object | None = None  # virtual boards: the CloudView their LwM2M server asks
     first_sim: int = 1  # number of the first virtual board (names sim-N, distinct IMEIs)
+    lg_coordinator: str | None = None  # labgrid places: the coordinator (else $LG_COORDINATOR)
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,22 @@ def _open_nordic(spec: str, name: str, number: int, options: BoardOptions) -> Bo
     return NordicBoard(spec, options.port, options.baudrate)
 
 
+def _open_labgrid(spec: str, name: str, number: int, options: BoardOptions) -> Board:
+    from hilprov.board import labgrid
+
+    if options.port is not None:
+        raise ConfigError(f"--board {spec}: the place's NetworkSerialPort is its console; "
+                          "--port cannot replace it")
+    coordinator = labgrid.Coordinator(labgrid.coordinator_address(options.lg_coordinator))
+    return labgrid.LabgridBoard.open(spec, coordinator)
+
+
 KINDS: tuple[BoardKind, ...] = (
     BoardKind("sim", "sim[:IMEI]", _is_sim, _open_sim),
     BoardKind("nordic", "<J-Link serial number>",
               lambda spec: re.fullmatch(r"\d+", spec) is not None, _open_nordic),
+    BoardKind("labgrid", "labgrid:PLACE", lambda spec: spec.startswith("labgrid:"),
+              _open_labgrid),
 )
 
 
@@ -92,8 +105,13 @@ def accepted_forms() -> str:
 
 def check_spec(spec: str) -> str:
     """`spec` itself if some board kind takes it (for option parsing)."""
-    if kind_of(spec).name == "sim":
+    kind = kind_of(spec).name
+    if kind == "sim":
         _sim_imei(spec)
+    elif kind == "labgrid":
+        from hilprov.board.labgrid import place_of
+
+        place_of(spec)
     return spec
 
 
@@ -109,6 +127,9 @@ def open_boards(specs: Sequence[str], options: BoardOptions) -> list[Board]:
     if options.port is not None and len(specs) > 1:
         raise ConfigError("--port names one serial port: it cannot be used with several --board")
     kinds = [kind_of(spec) for spec in specs]
+    twice = sorted({spec for spec in specs if not _is_sim(spec) and specs.count(spec) > 1})
+    if twice:  # before opening: a second acquire of a labgrid place would blame a killed run
+        raise ConfigError(f"the same board is given twice: {', '.join(twice)}")
     sims = sum(1 for kind in kinds if kind.name == "sim")
     pinned = [spec for spec in specs if _is_sim(spec) and spec != SIM]
     if len(set(pinned)) != len(pinned):
@@ -135,9 +156,14 @@ def open_boards(specs: Sequence[str], options: BoardOptions) -> list[Board]:
 
 def close_all(boards: Sequence[Board]) -> None:
     """Close every board; a failure to close one is logged, not raised (it must not hide the
-    outcome)."""
+    outcome), and an interrupt while closing one is raised only after the rest are closed."""
+    interrupt: KeyboardInterrupt | None = None
     for board in boards:
         try:
             board.close()
         except BoardError as exc:
             log.warning("closing board %s: %s", board.name, exc)
+        except KeyboardInterrupt as exc:  # the others are still closed (their places released)
+            interrupt = interrupt or exc
+    if interrupt is not None:
+        raise interrupt

@@ -43,28 +43,34 @@ def run_flows(boards: Sequence[Board | None], plans: PlanSource | plan.Inputs | 
                               observers=list(observers), log_dir=log_dir, history=history)
              for board in boards]
     crashes: list[BaseException] = []
+    # Waiting is on events, not Thread.join: on Python 3.11 a join cut short by the signal marks
+    # the still running thread as stopped, and the join that should give it STOP_WAIT returns.
+    finished = [threading.Event() for _ in flows]
 
-    def run(flow: ProvisioningFlow) -> None:
+    def run(flow: ProvisioningFlow, done: threading.Event) -> None:
         try:
             flow.run()
         except BaseException as exc:  # a bug in the flow: re-raised in the calling thread
             crashes.append(exc)
+        finally:
+            done.set()
 
-    threads = [threading.Thread(target=run, args=(flow,), daemon=True,
-                                name=f"board-{flow.result.board}") for flow in flows]
+    threads = [threading.Thread(target=run, args=(flow, done), daemon=True,
+                                name=f"board-{flow.result.board}")
+               for flow, done in zip(flows, finished, strict=True)]
     try:
         for thread in threads:
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.1)
+        for done in finished:
+            while not done.wait(0.1):
+                pass
     except KeyboardInterrupt as exc:
         signal = Interrupted.of(exc)
         for flow in flows:
             flow.interrupt(signal)
-        for thread in threads:
+        for thread, done in zip(threads, finished, strict=True):
             if thread.ident is not None:  # started
-                thread.join(STOP_WAIT)
+                done.wait(STOP_WAIT)
         raise RunInterrupted(signal, [flow.result for flow in flows]) from None
     real = [exc for exc in crashes if not isinstance(exc, KeyboardInterrupt)]
     if real:

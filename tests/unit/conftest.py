@@ -6,7 +6,8 @@
   plugged in gives the same results, and its probe is never touched.
 * Environment: the variables the plugin and the CLI read (`HILPROV_*`, `COIOTE_TOKEN`, labgrid's
   `LG_*`) are removed for every test, so inner pytest runs and CLI calls see only what the test
-  sets.
+  sets. Inner pytest runs also leave out labgrid's own pytest plugin (it allows one session per
+  process), as the outer run does.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ READ_BY_HILPROV = ("COIOTE_TOKEN", "LG_COORDINATOR", "LG_PLACE", "LG_ENV", "NRFU
 @pytest.fixture(autouse=True)
 def _hermetic_environment(monkeypatch):
     for name in list(os.environ):
-        if name.startswith("HILPROV_") or name in READ_BY_HILPROV:
+        if name.startswith(("HILPROV_", "LG_")) or name in READ_BY_HILPROV:
             monkeypatch.delenv(name)
+    inner = f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:labgrid".strip()
+    monkeypatch.setenv("PYTEST_ADDOPTS", inner)
 
 
 @pytest.fixture(autouse=True)
