@@ -6,8 +6,11 @@
   plugged in gives the same results, and its probe is never touched.
 * Environment: the variables the plugin and the CLI read (`HILPROV_*`, `COIOTE_TOKEN`, labgrid's
   `LG_*`) are removed for every test, so inner pytest runs and CLI calls see only what the test
-  sets. Inner pytest runs also leave out labgrid's own pytest plugin (it allows one session per
-  process), as the outer run does.
+  sets.
+* Inner pytest runs (pytester) leave out labgrid's own pytest plugin, as the outer run does: it
+  allows one session per process, and beside pytest-embedded (also installed) it skips every
+  test (both plugins define a `target` fixture). tests/unit/test_plugin_suite.py runs hilprov
+  beside each of them on its own.
 """
 
 from __future__ import annotations
@@ -26,8 +29,23 @@ def _hermetic_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith(("HILPROV_", "LG_")) or name in READ_BY_HILPROV:
             monkeypatch.delenv(name)
-    inner = f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:labgrid".strip()
-    monkeypatch.setenv("PYTEST_ADDOPTS", inner)
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch) -> pytest.Pytester:
+    """pytest's pytester, whose inner runs do not load labgrid's plugin (unless a test asks)."""
+    for name in ("runpytest_inprocess", "runpytest_subprocess"):
+        run = getattr(pytester, name)
+        monkeypatch.setattr(pytester, name, _without_labgrid(run))
+    return pytester
+
+
+def _without_labgrid(run):
+    def wrapped(*args, **kwargs):
+        if "-p" in args and "labgrid" in args:  # the test loads it on purpose
+            return run(*args, **kwargs)
+        return run("-p", "no:labgrid", *args, **kwargs)
+    return wrapped
 
 
 @pytest.fixture(autouse=True)

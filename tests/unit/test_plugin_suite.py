@@ -255,3 +255,25 @@ def test_records_can_be_filtered_by_the_test_that_made_them(pytester, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert sorted(r["test_node"].split("::")[1] for r in rows) == ["test_unit[1]",
                                                                    "test_unit[2]"]
+
+
+def test_labgrids_plugin_keeps_its_fixtures_and_hilprov_works_beside_it(pytester):
+    """labgrid's plugin (env, target, strategy, --lg-*) and hilprov's in one run. (Beside
+    pytest-embedded, labgrid's plugin skips every test of any project: both define `target`;
+    that is between those two.)"""
+    pytest.importorskip("labgrid")
+    pytester.makepyfile('''
+        import pytest
+
+        def test_theirs(request):
+            [env] = request._fixturemanager.getfixturedefs("env", request.node)
+            assert env.func.__module__.startswith("labgrid")
+
+        @pytest.mark.hil
+        def test_ours(provisioned_endpoint, hil_dut, board):
+            assert provisioned_endpoint.result.outcome == "registered"
+            assert board.kind == "sim"
+    ''')
+    result = pytester.runpytest_subprocess("--board", "sim", "-p", "labgrid",
+                                           "-p", "no:pytest_embedded")
+    result.assert_outcomes(passed=2)
