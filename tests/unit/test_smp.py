@@ -12,6 +12,7 @@ from smp import packet as smppacket
 from smp.file_management import FileDownloadRequest, FileUploadRequest
 from smp.os_management import EchoWriteRequest, MCUMgrParametersReadRequest
 
+from hilprov.board import smp_link
 from hilprov.board.serial import SerialPort
 from hilprov.board.smp import (
     FALLBACK_MAX_REQUEST,
@@ -21,6 +22,7 @@ from hilprov.board.smp import (
     SmpFileClient,
     SmpTimeout,
 )
+from hilprov.board.smp_link import LADDER
 from hilprov.errors import TransferError
 from hilprov.sim.board import Faults, VirtualBoard
 from hilprov.sim.smp_server import FsError
@@ -281,18 +283,50 @@ def test_empty_chunks_before_eof_are_detected(rig):
         r.client.download("/liar/file")
 
 
-def test_unpaced_bursts_lose_lines_and_paced_ones_do_not(rig):
+def test_a_burst_into_a_slow_device_is_learned_down_and_remembered(rig):
+    # Two RX line buffers that take 20 ms each to decode: a burst loses lines, so does a pair
+    # every 2 ms; a request of two lines fits the buffers whole.
     slow = dict(rx_buffer_drop=True, line_process_time=0.02)
-    unpaced = rig(Faults(**slow), baud=10_000_000, line_delay=0.0, timeout=0.3, retries=2)
-    with pytest.raises(SmpTimeout):
-        unpaced.client.upload(os.urandom(1000), "/lfs1/u.bin")
-    assert unpaced.board.stats["lines dropped (RX buffers full)"] > 0
+    pinned = rig(Faults(**slow), link=LADDER[0], timeout=0.3, retries=2)
+    with pytest.raises(SmpTimeout, match="link pinned to 'burst'"):
+        pinned.client.upload(os.urandom(1000), "/lfs1/u.bin")
+    assert pinned.board.stats["lines dropped (RX buffers full)"] > 0
 
-    paced = rig(Faults(**slow), baud=10_000_000, line_delay=0.025)
+    learning = rig(Faults(**slow), timeout=2.0)
     data = os.urandom(1000)
-    paced.client.upload(data, "/lfs1/p.bin")
-    assert paced.client.download("/lfs1/p.bin") == data
-    assert paced.board.stats.get("lines dropped (RX buffers full)", 0) == 0
+    learning.client.upload(data, "/lfs1/p.bin")
+    assert learning.client.download("/lfs1/p.bin") == data
+    state = smp_link.remembered(learning.port.url)
+    assert state is learning.client.link
+    assert state.current.name == "2-line requests" and learning.client.losses == 2
+    assert [LADDER[level].name for level, _ in state.losses] == ["burst", "2 lines in flight"]
+
+    again = SmpFileClient(learning.port, timeout=2.0)  # a later client on the same port
+    again.upload(data, "/lfs1/q.bin")
+    assert again.level.name == "2-line requests" and again.losses == 0
+
+
+def test_a_real_uart_paces_bursts_itself(rig):
+    # Two RX line buffers at an emulated 115200 baud: lines arrive 11 ms apart and are decoded
+    # in 0.5 ms, so bursts pass and no pacing is added.
+    r = rig(Faults(rx_buffer_drop=True), board={"baud": 115200}, baud=115200)
+    r.client.upload(os.urandom(1500), "/lfs1/b.bin")
+    assert r.client.level.name == "burst" and r.client.losses == 0
+
+
+def test_when_nothing_works_the_error_says_what_was_tried(rig):
+    # One RX line buffer that takes 0.2 s to decode: every request of two lines or more is
+    # lost at every level, while the one-line echo behind it is answered.
+    r = rig(Faults(rx_buffer_drop=True, rx_line_buffers=1, line_process_time=0.2),
+            timeout=0.5, retries=2)
+    r.client.params()
+    with pytest.raises(SmpTimeout) as info:
+        r.client.upload(os.urandom(1000), "/lfs1/n.bin")
+    text = str(info.value)
+    assert "upload /lfs1/n.bin" in text and "answers an echo but not this request" in text
+    assert "tried: burst (1 request(s) lost), then 2 lines in flight (1 request(s) lost)" in text
+    assert f"then {LADDER[-1].name} (2 request(s) lost); nothing slower is left" in text
+    assert r.client.link.at_bottom
 
 
 class _TinyFs:
