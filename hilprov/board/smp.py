@@ -548,7 +548,9 @@ class SmpFileClient:
             self.timeouts += 1
             if lost:
                 self.losses += 1
-                if self._step_down(operation, remote, sent):
+                # One line always fits a free RX line buffer: its loss says nothing about how
+                # many lines the device takes at once, so only longer requests step down.
+                if lines > 1 and self._step_down(operation, remote, sent):
                     resend = True
                     continue
             failures += 1
@@ -563,7 +565,7 @@ class SmpFileClient:
                     f"{attempts} attempt(s); last sent: {sent} "
                     f"({fields_summary(sendings[-1].fields)}); came back: {stats['stale']} "
                     f"stale and {stats['corrupt']} undecodable SMP frame(s)"
-                    f"{self._link_hint(lost)}{self._console_hint()}")
+                    f"{self._link_hint(lost and lines > 1)}{self._console_hint()}")
 
     def _answered(self, reply: _Reply, sendings: list[msg.Request], lines: int) -> _Reply:
         request = next((r for r in sendings if r.header.answer_key() == reply.header.key()),
