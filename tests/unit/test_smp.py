@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from types import SimpleNamespace
 
@@ -352,3 +353,21 @@ class _TinyFs:
 class _LyingFs(_TinyFs):
     def stat(self, path):
         return True, 10  # claims 10 bytes, reads nothing
+
+
+def test_the_virtual_transport_reports_a_line_that_found_no_rx_buffer():
+    # Zephyr's smp_shell logs "Failed to alloc SMP buf" when a line finds no free buffer; the
+    # virtual transport tells its board the same way (which prints it while its log is on).
+    from hilprov.sim.smp_server import SmpServer, SmpShellTransport
+
+    drops = threading.Event()
+    transport = SmpShellTransport(SmpServer(None), lambda lines: None, rx_line_buffers=1,
+                                  line_process_time=0.2, on_drop=drops.set)
+    transport.start()
+    try:
+        transport.rx_line(b"\x06\x09AAsIAAABAAABBqBEIw==\n")
+        transport.rx_line(b"\x06\x09AAsIAAABAAABBqBEIw==\n")  # the one buffer is still busy
+        assert drops.wait(5)
+        assert transport.stats["lines dropped (RX buffers full)"] == 1
+    finally:
+        transport.stop()

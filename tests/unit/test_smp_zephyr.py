@@ -9,6 +9,7 @@ The servers are found at ``../shared/zephyr-smp`` from the project root, or wher
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -99,7 +100,8 @@ def test_full_speed_server_takes_whole_requests_in_bursts(fs_server, size):
             client.download("/lfs1/missing.bin")
 
 
-def test_shell_transport_echo_and_os_round_trip_beside_the_console(shell_server):
+def test_shell_transport_echo_and_os_round_trip_beside_the_console(shell_server, caplog):
+    caplog.set_level(logging.INFO, logger="hilprov.board.smp")
     with SerialPort(shell_server.port) as port:
         client = _client(port)
         params = client.params()  # an os-group round trip (MCUmgr parameters)
@@ -111,8 +113,11 @@ def test_shell_transport_echo_and_os_round_trip_beside_the_console(shell_server)
         state = client.learn()  # larger echoes: SMP frames among prompts and log lines
         long_text = "z" * 150  # two lines each way
         assert client.echo(long_text)[0] == long_text
-        assert state.losses == [] or any("Failed to alloc SMP buf" in line
-                                         for line in port.console_lines)
+        # A burst of 5-line echoes overflows the two RX lines; the device says so on the
+        # console it shares with SMP, and the client takes that as the sign of a loss.
+        assert state.losses and state.current.name != "burst"
+        assert any("smp_shell: Failed to alloc SMP buf" in line for line in port.console_lines)
+        assert "the device reports a dropped line" in caplog.text
 
 
 def test_smp_params_command_prints_buffers_and_the_learned_link(default_server, capsys):
