@@ -83,10 +83,13 @@ def cmd_fs(args: argparse.Namespace) -> int:
     """`mcumgr fs upload/download` for any Zephyr MCUmgr device with the file-system group."""
     from hilprov.board.serial import SerialPort
     from hilprov.board.smp import SmpFileClient
-    from hilprov.cli.progress import TransferBar
     from hilprov.core.files import read_input, write_atomic
 
-    progress = TransferBar() if sys.stderr.isatty() and not args.quiet else None
+    progress = None
+    if sys.stderr.isatty() and not args.quiet:  # a bar only on a terminal: import it only then
+        from hilprov.cli.progress import TransferBar
+
+        progress = TransferBar()
     if args.action == "upload":
         data = read_input(args.local, "file to upload")
     with SerialPort(args.port, args.baudrate) as port:
@@ -101,8 +104,8 @@ def cmd_fs(args: argparse.Namespace) -> int:
     if progress:
         progress.done()
     verb = "uploaded to" if args.action == "upload" else "downloaded from"
-    log.info("%d bytes %s %s in %.2f s (%.0f B/s)", len(data), verb, args.remote, seconds,
-             len(data) / max(seconds, 1e-6))
+    log.info("%d bytes %s %s in %.2f s (%.0f B/s; SMP link: %s)", len(data), verb, args.remote,
+             seconds, len(data) / max(seconds, 1e-6), client.level.name)
     return 0
 
 
