@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from hilprov.board.smp import (
     SmpTimeout,
 )
 from hilprov.board.smp_link import LADDER
+from hilprov.cli import main
 from hilprov.errors import TransferError
 from hilprov.sim.board import Faults, VirtualBoard
 from hilprov.sim.smp_server import FsError
@@ -371,3 +373,44 @@ def test_the_virtual_transport_reports_a_line_that_found_no_rx_buffer():
         assert transport.stats["lines dropped (RX buffers full)"] == 1
     finally:
         transport.stop()
+
+
+@pytest.fixture
+def sim_port(tmp_path):
+    """A booted virtual board whose two RX line buffers drop the lines of a burst; its pty."""
+    board = VirtualBoard(tmp_path / "state", faults=Faults(rx_buffer_drop=True))
+    path = board.start()
+    with SerialPort(path) as port:
+        board.reset()
+        port.expect_exact("uart:~$ ", 5)
+    yield path
+    board.stop()
+
+
+def test_smp_echo_prints_the_echo_and_the_round_trip(sim_port, capsys):
+    assert main(["smp", "echo", "--port", sim_port, "hello bench"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "hello bench"
+    assert out[1].startswith("round trip ") and out[1].endswith(" ms")
+    assert main(["smp", "echo", "--port", sim_port, "--json", "x\ty"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["echo"] == report["sent"] == "x\ty" and report["round_trip_ms"] > 0
+
+
+def test_smp_params_prints_the_buffers_and_what_the_link_learned(sim_port, capsys):
+    assert main(["smp", "params", "--port", sim_port]) == 0
+    out = capsys.readouterr().out
+    assert "buf_size    2048 bytes (largest request 2044 B)\nbuf_count   4\n" in out
+    assert "link        2 lines in flight: 2 line(s) in flight, 2 ms apart" in out
+    assert "tried       burst (1 request(s) lost), then 2 lines in flight (in use)" in out
+    smp_link.forget()
+    assert main(["smp", "params", "--port", sim_port, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["buf_size"], report["buf_count"], report["max_request"]) == (2048, 4, 2044)
+    assert report["link"]["level"] == "2 lines in flight" and report["link"]["window"] == 2
+
+
+def test_smp_command_on_a_missing_port_is_one_line_and_exit_7(capsys):
+    assert main(["smp", "echo", "--port", "/dev/hilprov-no-such-port", "hi"]) == 7
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/dev/hilprov-no-such-port" in err[0]
