@@ -583,7 +583,7 @@ class SmpFileClient:
         if state is None or lines < 2 or state.at_bottom:
             return None
         assert self._params is not None
-        exchange = (lines + 2 * smp_link.packet_lines(self._params.max_request)) * LINE_LENGTH
+        exchange = (lines + smp_link.packet_lines(self._params.max_request)) * LINE_LENGTH
         check = LOSS_CHECK + wire_time(exchange, self.port.baudrate)
         if state.round_trip is not None:
             check += 4 * state.round_trip
