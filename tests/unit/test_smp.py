@@ -336,7 +336,7 @@ def test_a_real_uart_paces_bursts_itself(rig):
     # Two RX line buffers at an emulated 115200 baud: lines arrive 11 ms apart and are decoded
     # in 0.5 ms, so bursts pass and no pacing is added.
     r = rig(Faults(rx_buffer_drop=True), board={"baud": 115200}, baud=115200)
-    r.client.upload(os.urandom(1500), "/lfs1/b.bin")
+    r.client.upload(os.urandom(300), "/lfs1/b.bin")  # one request of five lines
     assert r.client.level.name == "burst" and r.client.losses == 0
 
 
