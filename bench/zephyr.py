@@ -101,7 +101,7 @@ def full_speed(work: Path, reps: int) -> tuple[list[dict], list[Target], list[st
                 rows += pair
                 targets.append(Target(f"real Zephyr (full speed) {direction} {size} B: hilprov "
                                       "/ smpclient, whole commands", pair[0]["vs_smpclient"],
-                                      1.0, "x", note=f"medians of {reps}, alternated"))
+                                      1.0, "x", note=_noise_note(pair, reps)))
     finally:
         server.stop()
     startup = _startup_rows(reps)
@@ -141,6 +141,16 @@ def _ratio_rows(size: int, direction: str, samples: dict[str, list[float]]) -> l
                      "spread": round(max(samples[client]) - min(samples[client]), 4),
                      "vs_smpclient": round(seconds / theirs, 3)})
     return rows
+
+
+def _noise_note(pair: list[dict], reps: int) -> str:
+    """How the difference of the medians compares with the spread of the runs."""
+    ours, theirs = pair
+    difference = ours["seconds"] - theirs["seconds"]
+    spread = max(ours["spread"], theirs["spread"])
+    verdict = "within the noise" if abs(difference) < spread / 2 else "beyond the noise"
+    return (f"medians of {reps}, alternated; difference {difference * 1000:+.0f} ms, runs "
+            f"spread up to {spread * 1000:.0f} ms: {verdict}")
 
 
 def _startup_rows(reps: int) -> list[dict]:

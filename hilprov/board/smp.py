@@ -58,8 +58,6 @@ class _NoPacketBytes(logging.Filter):
 
 logging.getLogger("smp.packet").addFilter(_NoPacketBytes())
 
-__all__ = ["LINE_LENGTH", "SmpFileClient", "SmpParams"]
-
 _ENCODE_LINE_LENGTH = LINE_LENGTH + 1
 """`smp.packet.encode` puts ``line_length - 4`` base64 characters in a line (it reserves one byte
 too many), so 128 gives 124 characters: 127-byte lines, as smpclient does."""
