@@ -471,7 +471,7 @@ class SmpFileClient:
             log.info("SMP link %s: the device's buffers changed (%s x %s -> %s x %s); "
                      "learning the link again", self.port.url, state.buf_size, state.buf_count,
                      *device)
-            state.level, state.losses, state.confirmed = 0, [], 0
+            state.level, state.losses, state.confirmed, state.too_fast = 0, [], 0, set()
         state.buf_size, state.buf_count = device
         if self._params.from_device and (state.round_trip is None
                                          or seconds < state.round_trip):
@@ -568,8 +568,9 @@ class SmpFileClient:
     def _answered(self, reply: _Reply, sendings: list[msg.Request], lines: int) -> _Reply:
         request = next((r for r in sendings if r.header.answer_key() == reply.header.key()),
                        sendings[-1])
-        if self._state is not None and lines > 1:
-            self._state.confirmed += 1
+        if self._state is not None and lines > 1 and self._state.confirm():
+            log.info("SMP link %s: %d requests in a row arrived whole; trying %r again",
+                     self.port.url, smp_link.PROMOTE_AFTER, self._state.current.name)
         return dataclasses.replace(reply, attempt=len(sendings), sent=tuple(sendings),
                                    request=request)
 
@@ -593,7 +594,7 @@ class SmpFileClient:
         state = self._state
         if state is None:
             return False
-        state.losses.append((state.level, f"{operation} {remote}: {sent}"))
+        state.lost(f"{operation} {remote}: {sent}", probing=self._learning)
         if state.at_bottom:
             return False
         before = state.current

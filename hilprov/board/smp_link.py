@@ -12,7 +12,8 @@ native_sim builds: every 10 ms) frees buffers only so often.
 So nothing is assumed from the nominal baud rate: requests start as bursts, and each request
 lost on the way down the :data:`LADDER` moves the port one step down (fewer lines in flight,
 smaller requests, then pacing). What works is remembered process-wide, keyed by the port URL,
-so later clients on the same port start there.
+so later clients on the same port start there; a level lost to a single request in a transfer
+(perhaps noise on the line) is tried again after a long run of whole requests.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class LinkState:
     """One entry per lost request: the level it was sent at, and what was sent."""
     confirmed: int = 0
     """Multi-line requests answered at the current level."""
+    too_fast: set[int] = field(default_factory=set)
+    """Levels known to lose lines on this port: never tried again."""
 
     @property
     def current(self) -> LinkLevel:
@@ -106,6 +109,27 @@ class LinkState:
     @property
     def at_bottom(self) -> bool:
         return self.level >= len(LADDER) - 1
+
+    def lost(self, what: str, *, probing: bool) -> None:
+        """A request sent at the current level was lost; a loss to a deliberate probe, or a
+        second one here, marks the level as too fast for good."""
+        self.losses.append((self.level, what))
+        if probing or self.lost_at(self.level) > 1:
+            self.too_fast.add(self.level)
+
+    def lost_at(self, level: int) -> int:
+        """Requests lost at `level` so far."""
+        return sum(1 for index, _ in self.losses if index == level)
+
+    def confirm(self) -> bool:
+        """A request of several lines was answered at the current level. True when that made
+        the port move one level up again (see PROMOTE_AFTER)."""
+        self.confirmed += 1
+        if self.confirmed < PROMOTE_AFTER or self.level == 0 or self.level - 1 in self.too_fast:
+            return False
+        self.level -= 1
+        self.confirmed = 0
+        return True
 
     def tried(self) -> str:
         """The levels used so far, for an error message."""
@@ -125,7 +149,15 @@ class LinkState:
                 "round_trip_ms": (None if self.round_trip is None
                                   else round(self.round_trip * 1000, 2)),
                 "requests_lost": len(self.losses),
+                "too_fast": [LADDER[i].name for i in sorted(self.too_fast)],
                 "confirmed_requests": self.confirmed}
+
+
+PROMOTE_AFTER = 50
+"""Requests of several lines answered in a row at one level after which the level above is
+tried again, unless it is known to be too fast (two requests lost there, or one lost to a
+deliberate probe): one loss in a transfer may have been noise on the line, and a long session
+should not stay slow for it."""
 
 
 _STATES: dict[str, LinkState] = {}

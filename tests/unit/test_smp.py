@@ -340,6 +340,31 @@ def test_a_real_uart_paces_bursts_itself(rig):
     assert r.client.level.name == "burst" and r.client.losses == 0
 
 
+def test_one_lost_line_is_forgiven_after_a_run_of_whole_requests(rig):
+    # Line 3 (the first upload's second line) is lost once, as noise on a line would lose it:
+    # the port steps down, and after PROMOTE_AFTER whole requests it tries bursts again.
+    r = rig(Faults(drop_lines=frozenset({3})), timeout=2.0)
+    r.client.upload(os.urandom(300), "/lfs1/noise.bin")
+    assert r.client.level.name == "2 lines in flight" and r.client.losses == 1
+    for n in range(smp_link.PROMOTE_AFTER - 1):
+        r.client.upload(os.urandom(300), f"/lfs1/run{n % 4}.bin")
+    assert r.client.level.name == "burst"
+    assert r.client.link.lost_at(0) == 1 and r.client.losses == 1
+
+
+def test_levels_that_lost_a_learning_probe_are_never_tried_again(rig):
+    r = rig(Faults(rx_buffer_drop=True, line_process_time=0.005), timeout=2.0)
+    state = r.client.learn()
+    assert state.current.name == "2-line requests" and state.too_fast == {0, 1}
+    losses = r.client.losses
+    data = os.urandom(6000)  # ~45 two-line requests: past PROMOTE_AFTER with the probes
+    r.client.upload(data, "/lfs1/long.bin")
+    r.client.upload(data, "/lfs1/long.bin")
+    assert r.client.download("/lfs1/long.bin") == data
+    assert state.confirmed > smp_link.PROMOTE_AFTER
+    assert (state.current.name, r.client.losses) == ("2-line requests", losses)
+
+
 def test_when_nothing_works_the_error_says_what_was_tried(rig):
     # One RX line buffer that takes 0.2 s to decode: every request of two lines or more is
     # lost at every level, while the one-line echo behind it is answered.
