@@ -1,7 +1,8 @@
 """hilprov benchmark: `python -m bench` (or `python bench/run.py`) from the repository root.
 
-Runs every section in one process on the virtual board at emulated 115200 baud, prints a table
-per section and the targets, and writes every number to bench/results.json (a full run) or to
+Runs every section in one process: the virtual board at emulated 115200 baud, and the real
+Zephyr MCUmgr servers at full speed (../shared/zephyr-smp); prints a table per section and the
+targets, and writes every number, with the commit, to bench/results.json (a full run) or to
 --out. `--quick` is a smoke run with one repetition; `--only SECTION` runs one section.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import flows, host, transfer  # noqa: E402
+from bench import flows, host, transfer, zephyr  # noqa: E402
 from bench.common import BAUD, REPO, Target  # noqa: E402
 from hilprov.core.files import write_atomic  # noqa: E402
 
@@ -37,15 +38,23 @@ SECTIONS = {
                   transfer.provisioning_upload, 5, 1),
     "host": ("3. Host work per device", host.host_work, 50, 5),
     "flow": ("4. Whole flow on virtual boards (115200 baud)", flows.whole_flow, 3, 1),
+    # The real Zephyr MCUmgr servers (native_sim builds on a pty, full speed).
+    "zephyr": ("5. Real Zephyr, full speed: hilprov fs vs smpclient, whole commands",
+               zephyr.full_speed, 5, 1),
+    "zephyr-default": ("6. Real Zephyr, default MCUmgr UART buffers: learn, then upload",
+                       zephyr.default_config, 3, 1),
+    "zephyr-shell": ("7. Real Zephyr, shell transport: round trips beside the console",
+                     zephyr.shell_transport, 10, 3),
 }
 
 # name -> columns (header, key, format) of its table
 COLUMNS = {
     "smp": [("client", "client", "{}"), ("size B", "size", "{}"), ("dir", "direction", "{}"),
             ("median s", "seconds", "{:.3f}"), ("wire B", "wire_bytes", "{}"),
+            ("line-rate s", "line_rate_seconds", "{:.3f}"),
+            ("vs line rate", "vs_line_rate", "{:.3f}x"),
             ("payload/wire", "payload_per_wire_byte", "{:.3f}"),
-            ("of 0.732", "of_line_rate_limit", "{:.1%}"), ("vs smpclient", "vs_smpclient",
-                                                         "{:.3f}x")],
+            ("vs smpclient", "vs_smpclient", "{:.3f}x")],
     "provision": [("client", "client", "{}"), ("blob B", "size", "{}"),
                   ("median s", "seconds", "{:.4f}"), ("wire B", "wire_bytes", "{}"),
                   ("payload/wire", "payload_per_wire_byte", "{:.3f}"),
@@ -54,6 +63,15 @@ COLUMNS = {
     "host": [("what", "what", "{}"), ("median ms", "median_ms", "{:.3f}"),
              ("min ms", "min_ms", "{:.3f}"), ("max ms", "max_ms", "{:.3f}"),
              ("runs", "runs", "{}")],
+    "zephyr": [("client", "client", "{}"), ("size B", "size", "{}"),
+               ("dir", "direction", "{}"), ("median s", "seconds", "{:.3f}"),
+               ("spread s", "spread", "{:.3f}"), ("vs smpclient", "vs_smpclient", "{:.3f}x")],
+    "zephyr-default": [("client", "client", "{}"), ("size B", "size", "{}"),
+                       ("median s", "seconds", "{:.3f}"), ("B/s", "bytes_per_second", "{}"),
+                       ("result", "result", "{}")],
+    "zephyr-shell": [("what", "what", "{}"), ("median ms", "median_ms", "{:.2f}"),
+                     ("min ms", "min_ms", "{:.2f}"), ("max ms", "max_ms", "{:.2f}"),
+                     ("runs", "runs", "{}")],
     "flow-steps": [("step", "step", "{}"), ("median ms", "median_ms", "{:.1f}")],
     "flow-scaling": [("boards", "boards", "{}"), ("median s", "seconds", "{:.3f}"),
                      ("vs one", "vs_one_board", "{:.3f}x"), ("CPU s", "cpu_seconds", "{:.2f}"),
@@ -136,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                      "machine": machine(), "baud": BAUD, "quick": args.quick,
                      "sections": {}, "targets": []}
     box = results["machine"]
-    print(f"hilprov benchmark {results['date']}: {box['cpu_count']} CPUs, Python "
+    print(f"hilprov benchmark {results['date']} at commit {box['git_commit'] or 'unknown'}: "
+          f"{box['cpu_count']} CPUs, Python "
           f"{box['python']}, load average {box['load_average_at_start'][0]:.2f}"
           f"{', quick run' if args.quick else ''}")
     targets: list[Target] = []

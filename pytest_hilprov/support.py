@@ -138,7 +138,7 @@ class Mcumgr:
         return self.client.params()
 
     def echo(self, text: str) -> str:
-        return self.client.echo(text)
+        return self.client.echo(text)[0]
 
 
 def provision(board: Board, settings: Settings, *, port: SerialPort | None = None,

@@ -74,6 +74,7 @@ class SerialPort:
         self._error: str | None = None
         # Console state, guarded by _cond.
         self._lines: deque[str] = deque(maxlen=history)
+        self._line_total = 0  # console lines ever appended to _lines
         self._unconsumed = ""  # completed lines not consumed by expect(), "\n"-terminated
         self._partial = bytearray()  # the console line being received
         self._partial_t0 = 0.0
@@ -158,6 +159,13 @@ class SerialPort:
             raise ValueError("an SMP line starts with 06 09 or 04 14 and ends with LF")
         self.write(line, drain=False)
 
+    def write_smp_lines(self, lines) -> None:
+        """Send SMP lines (each marker + base64 + LF) back to back in one write."""
+        for line in lines:
+            if line[:2] not in SMP_MARKERS or not line.endswith(b"\n"):
+                raise ValueError("an SMP line starts with 06 09 or 04 14 and ends with LF")
+        self.write(b"".join(lines), drain=False)
+
     # --- SMP side -------------------------------------------------------------------------
 
     def read_smp_line(self, timeout: float) -> bytes | None:
@@ -223,6 +231,18 @@ class SerialPort:
             lines = list(self._lines)
             partial = self._partial_text()
         return lines + [partial] if partial else lines
+
+    @property
+    def console_mark(self) -> int:
+        """A count of the console lines completed so far, for :meth:`console_since`."""
+        with self._cond:
+            return self._line_total
+
+    def console_since(self, mark: int) -> list[str]:
+        """Console lines completed after `mark` was taken (as many as the history keeps)."""
+        with self._cond:
+            new = self._line_total - mark
+            return list(self._lines)[-new:] if new > 0 else []
 
     def tail(self, n: int = 20) -> list[str]:
         """The last `n` console lines received."""
@@ -365,6 +385,7 @@ class SerialPort:
             self._unconsumed = self._unconsumed[cut + 1:]
         if text.strip():
             self._lines.append(text)
+            self._line_total += 1
         if len(text) > self._partial_logged:
             self._record(text[self._partial_logged:], stamp)
         self._partial = bytearray()

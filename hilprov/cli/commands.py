@@ -1,4 +1,4 @@
-"""The `hilprov` subcommands other than provision: validate, decode, fs, records, probes,
+"""The `hilprov` subcommands other than provision: validate, decode, fs, smp, records, probes,
 coiote-sim and sim. Each imports what it uses when it runs."""
 
 from __future__ import annotations
@@ -83,10 +83,13 @@ def cmd_fs(args: argparse.Namespace) -> int:
     """`mcumgr fs upload/download` for any Zephyr MCUmgr device with the file-system group."""
     from hilprov.board.serial import SerialPort
     from hilprov.board.smp import SmpFileClient
-    from hilprov.cli.progress import TransferBar
     from hilprov.core.files import read_input, write_atomic
 
-    progress = TransferBar() if sys.stderr.isatty() and not args.quiet else None
+    progress = None
+    if sys.stderr.isatty() and not args.quiet:  # a bar only on a terminal: import it only then
+        from hilprov.cli.progress import TransferBar
+
+        progress = TransferBar()
     if args.action == "upload":
         data = read_input(args.local, "file to upload")
     with SerialPort(args.port, args.baudrate) as port:
@@ -101,9 +104,58 @@ def cmd_fs(args: argparse.Namespace) -> int:
     if progress:
         progress.done()
     verb = "uploaded to" if args.action == "upload" else "downloaded from"
-    log.info("%d bytes %s %s in %.2f s (%.0f B/s)", len(data), verb, args.remote, seconds,
-             len(data) / max(seconds, 1e-6))
+    log.info("%d bytes %s %s in %.2f s (%.0f B/s; SMP link: %s)", len(data), verb, args.remote,
+             seconds, len(data) / max(seconds, 1e-6), client.level.name)
     return 0
+
+
+def cmd_smp(args: argparse.Namespace) -> int:
+    """`hilprov smp echo|params`: check a board's SMP link from the bench."""
+    from hilprov.board.serial import SerialPort
+    from hilprov.board.smp import SmpFileClient
+
+    with SerialPort(args.port, args.baudrate) as port:
+        client = SmpFileClient(port, timeout=args.timeout, retries=args.retries)
+        if args.action == "echo":
+            echoed, seconds = client.echo(args.text)
+            _print_echo(args, echoed, seconds)
+        else:
+            params = client.params()
+            state = client.learn()
+            _print_params(args, params, state)
+    return 0
+
+
+def _print_echo(args: argparse.Namespace, echoed: str, seconds: float) -> None:
+    if args.json:
+        print(json.dumps({"port": args.port, "sent": args.text, "echo": echoed,
+                          "round_trip_ms": round(seconds * 1000, 3)}, indent=2))
+        return
+    print(_printable(echoed))
+    print(f"round trip {seconds * 1000:.1f} ms")
+
+
+def _print_params(args: argparse.Namespace, params, state) -> None:
+    link = state.as_dict() if state is not None else None
+    if args.json:
+        print(json.dumps({"port": args.port, "buf_size": params.buf_size,
+                          "buf_count": params.buf_count, "max_request": params.max_request,
+                          "link": link, "tried": state.tried() if state else None}, indent=2))
+        return
+    if params.from_device:
+        print(f"buf_size    {params.buf_size} bytes (largest request {params.max_request} B)")
+        print(f"buf_count   {params.buf_count}")
+    else:
+        print("buf_size    not reported (no MCUmgr parameters command): "
+              f"{params.max_request}-byte requests")
+        print("buf_count   not reported")
+    if state is None:
+        return
+    level = state.current
+    print(f"link        {level.name}: {level.describe()}")
+    print(f"tried       {state.tried()}")
+    if state.round_trip is not None:
+        print(f"round trip  {state.round_trip * 1000:.1f} ms (MCUmgr parameters)")
 
 
 def cmd_records(args: argparse.Namespace) -> int:

@@ -93,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument(second, metavar=second.upper())
         add_verbosity(q)
 
+    p = _sub(sub, "smp", "check an SMP link: echo, MCUmgr parameters and what the transport "
+             "learns", commands.cmd_smp)
+    smp = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("echo", "send TEXT with the OS echo command; print the echo and "
+                          "the round trip"),
+                         ("params", "print the device's MCUmgr buffer size and count, and "
+                          "how the link takes lines")):
+        q = _sub(smp, action, text, commands.cmd_smp)
+        q.add_argument("--port", required=True, help="serial port (any pyserial URL)")
+        q.add_argument("--baudrate", type=int, default=115200)
+        q.add_argument("--timeout", type=float, default=5.0, help="seconds per response")
+        q.add_argument("--retries", type=int, default=3, help="sendings per request")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        if action == "echo":
+            q.add_argument("text", metavar="TEXT")
+        add_verbosity(q)
+
     p = _sub(sub, "records", "list or export the device records", commands.cmd_records)
     _records_arguments(p)
     p.add_argument("--endpoint", metavar="NAME", help="only this endpoint")

@@ -80,7 +80,8 @@ class VirtualBoard:
             self._server, self._send_lines,
             rx_line_buffers=faults.rx_line_buffers if faults.rx_buffer_drop else None,
             line_process_time=faults.line_process_time,
-            line_filter=self._injector.line, request_delay=self._injector.request_delay)
+            line_filter=self._injector.line, request_delay=self._injector.request_delay,
+            on_drop=self._rx_dropped)
         self._uart = UartSplitter(self._transport.rx_line, self._shell_input)
         self._pty = PtyLink(self._uart.feed, baud=baud)
         self._console = Console(self._pty.write, lambda: self._generation, faults)
@@ -250,6 +251,13 @@ class VirtualBoard:
 
     def _shell_input(self, data: bytes) -> None:
         self._shell.feed(self._boot, data)
+
+    def _rx_dropped(self) -> None:
+        """A received SMP line found both RX buffers busy: Zephyr's smp_shell logs it."""
+        boot = self._boot
+        if boot is not None and boot.logging:
+            stamp = uptime_stamp(time.monotonic() - boot.started)
+            self._console.say(boot, f"{stamp} <wrn> smp_shell: Failed to alloc SMP buf")
 
     def _send_lines(self, lines: list[bytes]) -> None:
         """An SMP response, as the transport's lines, subject to the response faults."""

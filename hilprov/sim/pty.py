@@ -152,6 +152,9 @@ class PtyLink:
                 delay = self._rx_clock - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
+                # Handed on late (a busy machine): the next segment still takes its own wire
+                # time after this one, as a UART never delivers faster than its baud rate.
+                self._rx_clock = max(self._rx_clock, time.monotonic())
             try:
                 self.on_rx(segment)
             except Exception:  # the device model must not kill the UART

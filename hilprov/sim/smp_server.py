@@ -414,6 +414,8 @@ def _v1_code(fs_rc: int) -> int:
 # --- the shell transport ------------------------------------------------------------------
 
 LineFilter = Callable[[bytes], bytes | None]
+_DROPPED = b""  # queued for the shell thread in place of a line that found no RX buffer (a real
+# line is never empty: it has its marker and LF)
 
 
 class SmpShellTransport:
@@ -422,15 +424,19 @@ class SmpShellTransport:
     `rx_line` is called by the UART receive side with each complete SMP line. The line waits in
     one of `rx_line_buffers` buffers (None: unlimited, no drops) until the shell thread has spent
     `line_process_time` decoding it into the frame assembler; a line that finds no free buffer is
-    dropped. Complete requests go to the SMP work queue thread, which may stall (`request_delay`)
-    and then answers through `send` (a list of lines) unless the device rebooted meanwhile.
+    dropped, and the shell thread then calls `on_drop` (Zephyr's smp_shell logs "Failed to alloc
+    SMP buf"). Complete requests go to the SMP work queue thread, which may stall
+    (`request_delay`) and then answers through `send` (a list of lines) unless the device
+    rebooted meanwhile.
     """
 
     def __init__(self, server: SmpServer, send: Callable[[list[bytes]], None], *,
                  rx_line_buffers: int | None = None, line_process_time: float = 0.0005,
                  line_filter: LineFilter | None = None,
-                 request_delay: Callable[[], float] | None = None) -> None:
+                 request_delay: Callable[[], float] | None = None,
+                 on_drop: Callable[[], None] | None = None) -> None:
         self.server = server
+        self.on_drop = on_drop
         self.send = send
         self.rx_line_buffers = rx_line_buffers
         self.line_process_time = line_process_time
@@ -482,11 +488,12 @@ class SmpShellTransport:
             if len(line) > RX_LINE_MAX:
                 self.stats["lines dropped (longer than 127 bytes)"] += 1
                 return
+            generation = self._generation
             if self.rx_line_buffers is not None and self._busy_buffers >= self.rx_line_buffers:
                 self.stats["lines dropped (RX buffers full)"] += 1
-                return
-            self._busy_buffers += 1
-            generation = self._generation
+                line = _DROPPED
+            else:
+                self._busy_buffers += 1
         self._lines.put((generation, line))
 
     def _shell_thread(self) -> None:
@@ -495,6 +502,10 @@ class SmpShellTransport:
             if item is None or self._stop.is_set():
                 return
             generation, line = item
+            if line == _DROPPED:
+                if self.on_drop is not None and generation == self._generation:
+                    self.on_drop()
+                continue
             if self.line_process_time > 0:
                 self._stop.wait(self.line_process_time)
             with self._lock:

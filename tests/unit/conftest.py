@@ -4,6 +4,8 @@
   the SEGGER J-Link software (pynrfjprog is installed, its J-Link library cannot be opened); a test
   that needs a probe hands the driver its own fake. So a bench PC with J-Link and a board
   plugged in gives the same results, and its probe is never touched.
+* SMP links: what the transport learned about a port (hilprov.board.smp_link) is forgotten
+  before every test, since pty paths are reused and each test brings its own device.
 * Environment: the variables the plugin and the CLI read (`HILPROV_*`, `COIOTE_TOKEN`, labgrid's
   `LG_*`) are removed for every test, so inner pytest runs and CLI calls see only what the test
   sets.
@@ -54,6 +56,13 @@ def station_without_jlink(monkeypatch):
     from hilprov.board import nordic
 
     monkeypatch.setattr(nordic, "_load_highlevel", lambda: FakeHighLevel(missing="jlink"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_smp_links():
+    from hilprov.board import smp_link
+
+    smp_link.forget()
 
 
 from tests.unit.pgserver import postgres_server, postgres_url  # noqa: E402, F401 (fixtures)
