@@ -465,13 +465,16 @@ def test_a_pytest_session_stopped_with_sigterm_frees_its_place(lab, station, pyt
             pathlib.Path({str(started)!r}).write_text(board.port)
             time.sleep(120)
     """)
+    # labgrid's own plugin skips every test without --lg-env once pytest-embedded is also
+    # installed (both are in the test extra), so the inner session leaves it out.
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "--board", f"labgrid:{RAW}", "--hil-lg-coordinator",
-         lab.address, "-p", "no:cacheprovider", "-q"], cwd=pytester.path,
+         lab.address, "-p", "no:cacheprovider", "-p", "no:labgrid", "-q"], cwd=pytester.path,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     try:
         labgrid_lab.wait_for(lambda: started.exists() or proc.poll() is not None, RUN_TIMEOUT,
                              "the inner test starts")
+        assert proc.poll() is None, proc.communicate()[0]
         assert lab.holder(RAW) is not None
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=RUN_TIMEOUT)[0]
