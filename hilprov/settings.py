@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hilprov.board import registry
+from hilprov.board import flashers, registry
 from hilprov.core import credentials, plan, profile
 from hilprov.errors import ConfigError, UsageError
 from hilprov.samples import sample
@@ -215,6 +215,17 @@ class Settings:
         False, "delete the endpoint's existing Coiote device before onboarding "
         "(re-provisioning in another security mode)", cli=("--coiote-replace",), kind="flag",
         group=BOARD)
+    flasher: str = setting(
+        flashers.DEFAULT_FLASHER, "how J-Link boards are flashed: nrfutil (nRF Util), "
+        "pynrfjprog, or auto: nRF Util when `nrfutil` with its device command is on PATH, else "
+        "pynrfjprog (default: %(default)s; the choice is shown with -v and recorded)",
+        cli=("--flasher",), pytest="--hil-flasher", metavar="TOOL",
+        parse=one_of(flashers.FLASHERS), group=BOARD)
+    verify: str = setting(
+        flashers.DEFAULT_VERIFY, "how each flash of a J-Link board is checked: hash (the chip "
+        "hashes its flash), read (read it all back) or none (default: %(default)s)",
+        cli=("--verify",), pytest="--hil-verify", metavar="HOW",
+        parse=one_of(flashers.VERIFY_MODES), group=BOARD)
     records: Path = setting(
         Path("hilprov-records.sqlite"), "device records database (default: %(default)s)",
         cli=("--records",), pytest="--hil-records", metavar="PATH", parse=Path, group=BOARD)
@@ -282,7 +293,8 @@ class Settings:
 
     def board_options(self, **overrides: Any) -> registry.BoardOptions:
         values = {"port": self.port, "baudrate": self.baudrate,
-                  "emulate_baud": self.emulate_baud, "state_root": self.sim_state}
+                  "emulate_baud": self.emulate_baud, "state_root": self.sim_state,
+                  "flasher": self.flasher, "verify": self.verify}
         values.update(overrides)
         return registry.BoardOptions(**values)
 

@@ -34,6 +34,12 @@ class Board(ABC):
         return self._port
 
     @property
+    def flasher_name(self) -> str | None:
+        """The tool that flashes this board ("nrfutil", "pynrfjprog"), for records; None when
+        no external tool does (virtual boards, `--port` alone)."""
+        return None
+
+    @property
     def default_images(self) -> tuple[Path, Path] | None:
         """(initial, final) images this board runs when none are given (virtual boards)."""
         return None

@@ -132,9 +132,9 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 def cmd_probes(args: argparse.Namespace) -> int:
     """Connected J-Link probes: serial number, chip family, VCOM ports (first = console)."""
-    from hilprov.board.nordic import list_probes
+    from hilprov.board import flashers
 
-    probes = list_probes()
+    probes = flashers.choose(args.flasher).list_probes()
     if args.json:
         print(json.dumps([{"serial_number": p.serial_number, "family": p.family,
                            "vcom_ports": p.vcom_ports} for p in probes], indent=2))

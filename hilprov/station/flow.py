@@ -91,6 +91,7 @@ class FlowResult:
     board_kind: str
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique id of this attempt
     port: str | None = None
+    flasher: str | None = None  # the tool that flashes the board (nrfutil, pynrfjprog)
     endpoint: str | None = None
     security_mode: str | None = None
     cert_fingerprint: str | None = None
@@ -130,7 +131,7 @@ class FlowResult:
     def as_dict(self) -> dict:
         return {
             "attempt": self.attempt, "board": self.board, "board_kind": self.board_kind,
-            "port": self.port,
+            "port": self.port, "flasher": self.flasher,
             "endpoint": self.endpoint, "security_mode": self.security_mode,
             "cert_fingerprint": self.cert_fingerprint,
             "psk_identity_sha256": self.psk_identity_sha256, "blob_size": self.blob_size,
@@ -204,6 +205,7 @@ class ProvisioningFlow:
         self.log_dir = Path(log_dir) if log_dir else None
         name, kind = (board.name, board.kind) if board is not None else ("-", "none")
         self.result = FlowResult(board=name, board_kind=kind,
+                                 flasher=board.flasher_name if board is not None else None,
                                  steps=[StepRecord(step.name) for step in STEPS])
         self.plan: plan.Plan | None = None
         self.build: plan.Build | None = None

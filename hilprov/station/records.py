@@ -224,6 +224,7 @@ def row_from_result(result: FlowResult, source: str, station: str) -> dict:
         "host": host, "pid": pid, "pid_started": started, "updated_at": _now(),
         "psk_identity_sha256": result.psk_identity_sha256,
         "stopped_after": result.stopped_after, "test_node": result.test_node,
+        "flasher": result.flasher,
     }
 
 
