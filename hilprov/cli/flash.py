@@ -18,7 +18,7 @@ from typing import TextIO
 from hilprov.board.flashers.base import FlashStep
 from hilprov.board.flashers.batch import ProbeOutcome
 from hilprov.cli.exits import print_error
-from hilprov.errors import ConfigError, HilprovError
+from hilprov.errors import BoardError, ConfigError, HilprovError
 
 log = logging.getLogger("hilprov")
 
@@ -79,6 +79,11 @@ def cmd_flash(args: argparse.Namespace) -> int:
         raise ConfigError(f"--board {', '.join(twice)} is given twice: a probe is flashed once")
     image = read_intel_hex(args.hex)  # before any probe is touched
     flasher = flashers.choose(args.flasher)
+    connected = flasher.connected()  # a missing tool or probe stops the batch before it starts
+    absent = [snr for snr in serials if snr not in connected]
+    if absent:
+        raise BoardError(f"J-Link probe(s) {', '.join(absent)} not connected ({flasher.title} "
+                         f"sees: {', '.join(connected) or 'none'}); nothing was flashed")
     log.info("flashing %s (%d bytes) on %d board(s) with %s, %s erase, verify %s", image.path.name,
              image.data_bytes, len(serials), flasher.title, args.erase, args.verify)
     lines = FlashLines(serials, redraw=None if not args.verbose else False) \
@@ -88,7 +93,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
                             progress=lines.update if lines else None)
     for outcome in outcomes:
         if lines is not None:
-            lines.finish(outcome, _outcome_text(outcome, image.path.name))
+            lines.finish(outcome, _outcome_text(outcome, image.path.name, lines.redraw))
     for outcome in outcomes:
         if not outcome.ok:
             _print_failure(args.prog, outcome)
@@ -102,9 +107,12 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return first.exit_code if isinstance(first, HilprovError) else 1
 
 
-def _outcome_text(outcome: ProbeOutcome, name: str) -> str:
+def _outcome_text(outcome: ProbeOutcome, name: str, whole: bool) -> str:
+    """The board's last line: all of it when it replaces the progress line, else what the
+    steps above have not said."""
     if outcome.ok:
-        return f"programmed {name} in {outcome.seconds:.2f} s"
+        return f"programmed {name} in {outcome.seconds:.2f} s" if whole else \
+            f"done in {outcome.seconds:.2f} s"
     kind = outcome.error.kind if isinstance(outcome.error, HilprovError) else "internal error"
     return f"FAILED ({kind}) after {outcome.seconds:.2f} s"
 

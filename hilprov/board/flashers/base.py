@@ -66,6 +66,11 @@ class Flasher(ABC):
     title: str = "flasher"  # for people
 
     @abstractmethod
+    def connected(self) -> list[str]:
+        """Serial numbers of the connected probes (normalized); a missing tool is a
+        one-line BoardError."""
+
+    @abstractmethod
     def list_probes(self) -> list[ProbeInfo]:
         """Every connected J-Link probe; a probe whose chip cannot be reached has family
         "unknown"."""

@@ -125,6 +125,10 @@ class NrfutilFlasher(Flasher):
         return f"NrfutilFlasher({self.executable!r})"
 
     # -- the operations ------------------------------------------------------------------------
+    def connected(self) -> list[str]:
+        messages = self._run(["list", "--traits", "jlink"], "listing J-Link probes", None)
+        return [_serial_text(d) for d in _devices(messages) if _is_jlink(d)]
+
     def list_probes(self) -> list[ProbeInfo]:
         messages = self._run(["list", "--traits", "jlink"], "listing J-Link probes", None)
         records = [d for d in _devices(messages) if _is_jlink(d)]

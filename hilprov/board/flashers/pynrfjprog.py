@@ -101,6 +101,11 @@ class PynrfjprogFlasher(Flasher):
     def _highlevel(self) -> Any:
         return (self._api_factory or _load_highlevel)()
 
+    def connected(self) -> list[str]:
+        hl = self._highlevel()
+        with _library(hl, "listing J-Link probes", None) as api:
+            return _connected_serials(hl, api, None)
+
     def list_probes(self) -> list[ProbeInfo]:
         hl = self._highlevel()
         with _library(hl, "listing J-Link probes", None) as api:
