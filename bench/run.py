@@ -23,7 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import flows, host, transfer  # noqa: E402
+from bench import flashing, flows, host, startup, transfer  # noqa: E402
 from bench.common import BAUD, REPO, Target  # noqa: E402
 from hilprov.core.files import write_atomic  # noqa: E402
 
@@ -37,6 +37,10 @@ SECTIONS = {
                   transfer.provisioning_upload, 5, 1),
     "host": ("3. Host work per device", host.host_work, 50, 5),
     "flow": ("4. Whole flow on virtual boards (115200 baud)", flows.whole_flow, 3, 1),
+    "flash": ("Flashing 1 and 4 boards at once (fake probes, 1 s per program)",
+              flashing.parallel_flash, 3, 1),
+    "startup": ("Start-up: ptool -c configs/endpoint_cfg vs python -c 'import cbor2'",
+                startup.startup, 30, 3),
 }
 
 # name -> columns (header, key, format) of its table
@@ -55,6 +59,13 @@ COLUMNS = {
              ("min ms", "min_ms", "{:.3f}"), ("max ms", "max_ms", "{:.3f}"),
              ("runs", "runs", "{}")],
     "flow-steps": [("step", "step", "{}"), ("median ms", "median_ms", "{:.1f}")],
+    "flash": [("flasher", "flasher", "{}"), ("boards", "boards", "{}"),
+              ("median s", "seconds", "{:.3f}"), ("min s", "min_seconds", "{:.3f}"),
+              ("vs one", "vs_one_board", "{:.3f}x"), ("runs", "runs", "{}")],
+    "startup": [("command", "command", "{}"), ("median ms", "median_ms", "{:.1f}"),
+                ("min ms", "min_ms", "{:.1f}"), ("CPU ms", "cpu_ms", "{:.1f}"),
+                ("vs cbor2", "vs_cbor2", "{:.2f}x"), ("CPU vs cbor2", "cpu_vs_cbor2",
+                                                      "{:.2f}x"), ("runs", "runs", "{}")],
     "flow-scaling": [("boards", "boards", "{}"), ("median s", "seconds", "{:.3f}"),
                      ("vs one", "vs_one_board", "{:.3f}x"), ("CPU s", "cpu_seconds", "{:.2f}"),
                      ("CPU load", "cpu_load", "{:.2f}")],

@@ -7,7 +7,6 @@ flash an image (with or without a chip erase) and reset. The kinds live in their
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -74,4 +73,6 @@ class Board(ABC):
 
 def image_sha256(path: Path) -> str:
     """Short identity of a firmware image for records (SHA-256 of the file)."""
+    import hashlib
+
     return hashlib.sha256(read_input(path, "firmware image", ConfigError)).hexdigest()

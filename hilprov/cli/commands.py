@@ -4,7 +4,6 @@ coiote-sim and sim. Each imports what it uses when it runs."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -44,6 +43,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise senml.SenmlError(f"{args.blob}: {exc}") from None
     rows = [(r.name, r.label_name, _show(r, args.show_secrets)) for r in records]
     if args.json:  # JSON escapes control characters itself
+        import json
+
         print(json.dumps([{"name": n, "label": lbl, "value": v} for n, lbl, v in rows], indent=2))
         return 0
     rows = [(_printable(n), lbl, _printable(v) if isinstance(v, str) else v)
@@ -136,6 +137,8 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
     probes = flashers.choose(args.flasher).list_probes()
     if args.json:
+        import json
+
         print(json.dumps([{"serial_number": p.serial_number, "family": p.family,
                            "vcom_ports": p.vcom_ports} for p in probes], indent=2))
         return 0

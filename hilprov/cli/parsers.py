@@ -4,6 +4,8 @@ The provisioning options come from the one table in `hilprov.settings`."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from hilprov.board.flashers import DEFAULT_FLASHER, DEFAULT_VERIFY, FLASHERS, VERIFY_MODES
@@ -15,7 +17,24 @@ from hilprov.version import __version__
 
 
 def _formatter(prog):
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32,
+                                                width=_terminal_width())
+
+
+def _terminal_width() -> int:
+    """What argparse would ask `shutil.get_terminal_size` for (argparse builds a formatter for
+    every option it adds; shutil, imported for that, would cost each start-up its compression
+    modules)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns - 2
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:

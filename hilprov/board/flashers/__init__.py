@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-from hilprov.board.flashers.base import (
-    DEFAULT_VERIFY,
-    ERASE_MODES,
-    VERIFY_MODES,
-    Flasher,
-    FlashStep,
-    ProbeInfo,
-)
+if TYPE_CHECKING:
+    from hilprov.board.flashers.base import Flasher
 
 log = logging.getLogger("hilprov.board.flashers")
 
 FLASHERS = ("auto", "nrfutil", "pynrfjprog")
 DEFAULT_FLASHER = "auto"
+ERASE_MODES = ("chip", "sector", "none")
+VERIFY_MODES = ("hash", "read", "none")
+DEFAULT_VERIFY = "hash"
 _CHOSEN: dict[str, Flasher] = {}
 _CHOOSING = threading.Lock()
 
@@ -73,4 +71,4 @@ def forget() -> None:
 
 
 __all__ = ["DEFAULT_FLASHER", "DEFAULT_VERIFY", "ERASE_MODES", "FLASHERS", "VERIFY_MODES",
-           "FlashStep", "Flasher", "ProbeInfo", "choose", "forget"]
+           "choose", "forget"]

@@ -16,19 +16,19 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
-from hilprov.core.hexfile import HexImage
+from hilprov.board.flashers import DEFAULT_VERIFY, ERASE_MODES, VERIFY_MODES
 from hilprov.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hilprov.core.hexfile import HexImage
 
 log = logging.getLogger("hilprov.board.flashers")
 
 SEGGER_USB_VID = 0x1366
-EraseMode = Literal["chip", "sector", "none"]
-ERASE_MODES: tuple[str, ...] = get_args(EraseMode)
-VerifyMode = Literal["hash", "read", "none"]
-VERIFY_MODES: tuple[str, ...] = get_args(VerifyMode)
-DEFAULT_VERIFY: VerifyMode = "hash"
+EraseMode = Literal["chip", "sector", "none"]  # ERASE_MODES
+VerifyMode = Literal["hash", "read", "none"]  # VERIFY_MODES
 ERASE_WORDS = {"chip": "after a chip erase", "sector": "after erasing the sectors it covers",
                "none": "without erasing"}
 VERIFY_WORDS = {"hash": "by hash", "read": "by reading it back", "none": ""}
@@ -91,6 +91,11 @@ class Flasher(ABC):
 
     def cancel(self) -> None:  # noqa: B027 - only flashers that run processes can stop them
         """Stop running operations where the tool allows it (an interrupted run)."""
+
+
+__all__ = ["DEFAULT_VERIFY", "ERASE_MODES", "SEGGER_USB_VID", "VERIFY_MODES", "EraseMode",
+           "FlashStep", "Flasher", "ProbeInfo", "Progress", "VerifyMode", "check_modes",
+           "find_vcom_ports", "normalize_serial", "probe_lock", "reporter", "same_serial"]
 
 
 def check_modes(erase: str, verify: str) -> None:
