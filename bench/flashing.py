@@ -23,9 +23,9 @@ from bench.common import Target
 from hilprov.board.flashers.batch import program_many
 from hilprov.board.flashers.pynrfjprog import PynrfjprogFlasher
 from hilprov.core.hexfile import read_intel_hex
+from hilprov.sim.images import INITIAL_IMAGE
 from tests.unit.fake_nrfutil import FakeNrfutil, device
 from tests.unit.fake_pynrfjprog import FakeHighLevel, FakeProbe
-from tests.unit.test_nordic import APP, write_hex
 
 PROGRAM_SECONDS = 1.0
 BOARDS = 4
@@ -34,7 +34,7 @@ TARGET_RATIO = 1.3
 
 
 def parallel_flash(work: Path, runs: int) -> tuple[list[dict], list[Target], list[str]]:
-    hex_path = write_hex(work / "app.hex", {0x0: APP})
+    hex_path = INITIAL_IMAGE  # a real Intel HEX file (the virtual board's initial image)
     runs = max(runs, 1)
     rows, targets = [], []
     for flasher, measure in (("pynrfjprog", _pynrfjprog(hex_path)),

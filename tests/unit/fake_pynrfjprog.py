@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pynrfjprog.APIError import APIError, NrfjprogdllErr
 from pynrfjprog.Hex import Hex
@@ -291,5 +292,7 @@ class _FakeDebugProbe:
 
 
 def _hex_bytes(hex_path: str) -> dict[int, int]:
+    if not Path(hex_path).is_file():  # as the library answers a missing file
+        raise APIError(NrfjprogdllErr.INVALID_PARAMETER, f"cannot read {hex_path}")
     return {segment.address + i: value for segment in Hex(hex_path)
             for i, value in enumerate(segment.data)}
