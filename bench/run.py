@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import flows, host, transfer, zephyr  # noqa: E402
+from bench import flashing, flows, host, startup, transfer, zephyr  # noqa: E402
 from bench.common import BAUD, REPO, Target  # noqa: E402
 from hilprov.core.files import write_atomic  # noqa: E402
 
@@ -45,6 +45,10 @@ SECTIONS = {
                        zephyr.default_config, 3, 1),
     "zephyr-shell": ("7. Real Zephyr, shell transport: round trips beside the console",
                      zephyr.shell_transport, 10, 3),
+    "flash": ("8. Flashing 1 and 4 boards at once (fake probes, 1 s per program)",
+              flashing.parallel_flash, 3, 1),
+    "startup": ("9. Start-up: ptool -c configs/endpoint_cfg vs python -c 'import cbor2'",
+                startup.startup, 30, 3),
 }
 
 # name -> columns (header, key, format) of its table
@@ -73,6 +77,13 @@ COLUMNS = {
                      ("min ms", "min_ms", "{:.2f}"), ("max ms", "max_ms", "{:.2f}"),
                      ("runs", "runs", "{}")],
     "flow-steps": [("step", "step", "{}"), ("median ms", "median_ms", "{:.1f}")],
+    "flash": [("flasher", "flasher", "{}"), ("boards", "boards", "{}"),
+              ("median s", "seconds", "{:.3f}"), ("min s", "min_seconds", "{:.3f}"),
+              ("vs one", "vs_one_board", "{:.3f}x"), ("runs", "runs", "{}")],
+    "startup": [("command", "command", "{}"), ("median ms", "median_ms", "{:.1f}"),
+                ("min ms", "min_ms", "{:.1f}"), ("CPU ms", "cpu_ms", "{:.1f}"),
+                ("vs cbor2", "vs_cbor2", "{:.2f}x"), ("CPU vs cbor2", "cpu_vs_cbor2",
+                                                      "{:.2f}x"), ("runs", "runs", "{}")],
     "flow-scaling": [("boards", "boards", "{}"), ("median s", "seconds", "{:.3f}"),
                      ("vs one", "vs_one_board", "{:.3f}x"), ("CPU s", "cpu_seconds", "{:.2f}"),
                      ("CPU load", "cpu_load", "{:.2f}")],

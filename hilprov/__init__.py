@@ -1,6 +1,5 @@
 """hilprov: factory provisioning for Nordic nRF boards running Zephyr + Anjay LwM2M."""
 
-from hilprov.core.lwm2m import OID, RID, Objlink, SecurityMode
 from hilprov.errors import (
     AlreadyProvisionedError,
     BoardError,
@@ -23,11 +22,19 @@ __all__ = [
 ]
 
 
+_LWM2M_NAMES = ("OID", "RID", "Objlink", "SecurityMode")
+
+
 def __getattr__(name: str):
-    """`hilprov.FactoryProvisioning`, imported on first use (it pulls in cryptography and
-    requests, which `import hilprov` alone should not)."""
+    """`hilprov.FactoryProvisioning` and the LwM2M names, imported on first use: `import
+    hilprov` alone (every command's first line) stays cheap; FactoryProvisioning pulls in
+    cryptography and requests."""
     if name == "FactoryProvisioning":
         from hilprov.provisioning import FactoryProvisioning
 
         return FactoryProvisioning
+    if name in _LWM2M_NAMES:
+        from hilprov.core import lwm2m
+
+        return getattr(lwm2m, name)
     raise AttributeError(f"module 'hilprov' has no attribute {name!r}")

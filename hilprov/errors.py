@@ -85,6 +85,10 @@ class JLinkMissingError(BoardError):
     """The SEGGER J-Link / nrfjprog libraries cannot be loaded on this station."""
 
 
+class NrfutilMissingError(BoardError):
+    """nRF Util (`nrfutil` with its `device` command) is not installed on this station."""
+
+
 class ExpectTimeout(BoardError):
     """A log line did not appear in time; the message shows the tail and the log path."""
 

@@ -15,14 +15,18 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from hilprov.board import registry
-from hilprov.core import credentials, plan, profile
+from hilprov.board import flashers
+from hilprov.core import credentials, profile
 from hilprov.errors import ConfigError, UsageError
 from hilprov.samples import sample
-from hilprov.station import database
-from hilprov.station.flow import STEP_NAMES, RunOptions
+from hilprov.station.steps import STEP_NAMES
+
+if TYPE_CHECKING:  # building the command line imports neither the boards, plan nor flow
+    from hilprov.board import registry
+    from hilprov.core import plan
+    from hilprov.station.flow import RunOptions
 
 SEED = "seed-compatible options (ptool)"
 MORE = "hilprov options"
@@ -37,8 +41,7 @@ class SettingError(UsageError):
     """A setting has a value it does not accept (exit 2; a pytest.UsageError in the plugin)."""
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):  # not a dataclass: 4x cheaper to make at import (start-up)
     """How one setting is spelled and parsed. `parse(text)` returns the value or raises
     ValueError saying what is expected."""
 
@@ -105,6 +108,8 @@ positive_seconds = _positive(float, "a number of seconds")
 
 def board_spec(text: str) -> str:
     try:
+        from hilprov.board import registry
+
         return registry.check_spec(text.strip())
     except ConfigError as exc:
         raise ValueError(str(exc).removeprefix(f"--board {text.strip()}: ")) from None
@@ -120,7 +125,9 @@ def psk_key(text: str) -> str:
 
 
 def records_target(text: str) -> Path | str:
-    return database.parse_target(text)
+    from hilprov.station import target
+
+    return target.parse_target(text)
 
 
 def station_name(text: str) -> str:
@@ -139,7 +146,7 @@ def flag_value(text: str) -> bool:
     raise ValueError(f"{text!r} is not a yes/no value (1, true, yes, on / 0, false, no, off)")
 
 
-@dataclass
+@dataclass(repr=False)  # its own __repr__ (no token)
 class Settings:
     """One provisioning run's settings (the CLI's, or a pytest session's)."""
 
@@ -239,6 +246,17 @@ class Settings:
         False, "delete the endpoint's existing Coiote device before onboarding "
         "(re-provisioning in another security mode)", cli=("--coiote-replace",), kind="flag",
         group=BOARD)
+    flasher: str = setting(
+        flashers.DEFAULT_FLASHER, "how J-Link boards are flashed: nrfutil (nRF Util), "
+        "pynrfjprog, or auto: nRF Util when `nrfutil` with its device command is on PATH, else "
+        "pynrfjprog (default: %(default)s; the choice is shown with -v and recorded)",
+        cli=("--flasher",), pytest="--hil-flasher", metavar="TOOL",
+        parse=one_of(flashers.FLASHERS), group=BOARD)
+    verify: str = setting(
+        flashers.DEFAULT_VERIFY, "how each flash of a J-Link board is checked: hash (the chip "
+        "hashes its flash), read (read it all back) or none (default: %(default)s)",
+        cli=("--verify",), pytest="--hil-verify", metavar="HOW",
+        parse=one_of(flashers.VERIFY_MODES), group=BOARD)
     records: Path | str = setting(
         Path("hilprov-records.sqlite"), "device records database: a SQLite file (PATH or "
         "sqlite:///PATH) or a line's PostgreSQL (postgresql://HOST[:PORT]/DB; the password in "
@@ -276,8 +294,10 @@ class Settings:
         pytest="--hil-expect-timeout", metavar="SECONDS", parse=positive_seconds)
 
     def __repr__(self) -> str:  # the token stays out of logs and reports
+        from hilprov.station import target
+
         shown = {f.name: getattr(self, f.name) for f in fields() if f.name != "token"}
-        shown["records"] = database.display(self.records)  # a URL's password stays out
+        shown["records"] = target.display(self.records)  # a URL's password stays out
         return f"Settings({shown}, token={'<set>' if self.token else None})"
 
     # -- what the run is made of ------------------------------------------------------------------
@@ -287,10 +307,14 @@ class Settings:
 
     @property
     def all_sim(self) -> bool:
+        from hilprov.board import registry
+
         return bool(self.board) and all(registry.kind_of(b).name == "sim" for b in self.board)
 
     def inputs(self, front: str = "cli", **overrides: Any) -> plan.Inputs:
         """The plan's inputs; messages name the options of `front` ("cli" or "pytest")."""
+        from hilprov.core import plan
+
         values = {"endpoint_cfg": self.endpoint_cfg, "profile": self.profile,
                   "cert_info": self.cert_info, "server_cert": self.server_cert,
                   "endpoint_cert": self.endpoint_cert, "endpoint_key": self.endpoint_key,
@@ -312,6 +336,8 @@ class Settings:
         return initial, final
 
     def run_options(self, **overrides: Any) -> RunOptions:
+        from hilprov.station.flow import RunOptions
+
         initial, final = self.images()
         values = {"initial_hex": initial, "final_hex": final, "erase": not self.no_erase,
                   "endpoint_name": self.endpoint_name, "force_endpoint": self.force_endpoint,
@@ -323,9 +349,12 @@ class Settings:
         return RunOptions(**values)
 
     def board_options(self, **overrides: Any) -> registry.BoardOptions:
+        from hilprov.board import registry
+
         values = {"port": self.port, "baudrate": self.baudrate,
                   "emulate_baud": self.emulate_baud, "state_root": self.sim_state,
-                  "lg_coordinator": self.lg_coordinator}
+                  "lg_coordinator": self.lg_coordinator, "flasher": self.flasher,
+                  "verify": self.verify}
         values.update(overrides)
         return registry.BoardOptions(**values)
 
@@ -336,6 +365,13 @@ def fields() -> tuple[dataclasses.Field, ...]:
 
 def spec(name: str) -> Spec:
     return Settings.__dataclass_fields__[name].metadata["spec"]
+
+
+def default(name: str) -> Any:
+    """The setting's default in the plugin (its own default, when it has one)."""
+    f = Settings.__dataclass_fields__[name]
+    own = f.metadata["spec"].pytest_default
+    return own if own is not None else _default(f)
 
 
 def _default(f: dataclasses.Field) -> Any:

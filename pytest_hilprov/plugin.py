@@ -62,10 +62,16 @@ def _dest(name: str) -> str:
     return f"hilprov_{name}"
 
 
+def option_help(name: str, spec: table.Spec) -> str:
+    """The plugin's help for a setting, its default written out (pytest's help is not argparse's
+    %-template)."""
+    return PYTEST_HELP.get(name, spec.help).replace("%(default)s", str(table.default(name)))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hilprov", "hilprov: hardware-in-the-loop provisioning")
     for name, spec in table.pytest_settings():
-        help_text = f"{PYTEST_HELP.get(name, spec.help)} [{spec.env}, ini {spec.ini}]"
+        help_text = f"{option_help(name, spec)} [{spec.env}, ini {spec.ini}]"
         kwargs: dict = {"dest": _dest(name), "help": help_text.replace("%", "%%")}
         if spec.kind == "flag":
             kwargs.update(action="store_true", default=None)
@@ -75,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 kwargs["action"] = "append"
         group.addoption(spec.pytest, **kwargs)
         ini_type = {"list": "linelist", "flag": "bool"}.get(spec.kind, "string")
-        parser.addini(spec.ini, help=PYTEST_HELP.get(name, spec.help).replace("%", "%%"),
+        parser.addini(spec.ini, help=option_help(name, spec).replace("%", "%%"),
                       type=ini_type, default=[] if ini_type == "linelist" else None)
 
 

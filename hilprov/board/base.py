@@ -7,7 +7,6 @@ flash an image (with or without a chip erase) and reset. The kinds live in their
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -32,6 +31,12 @@ class Board(ABC):
         if self._port is None:
             raise BoardError(f"board {self.name}: no serial port known; give --port")
         return self._port
+
+    @property
+    def flasher_name(self) -> str | None:
+        """The tool that flashes this board ("nrfutil", "pynrfjprog"), for records; None when
+        no external tool does (virtual boards, `--port` alone)."""
+        return None
 
     @property
     def default_images(self) -> tuple[Path, Path] | None:
@@ -68,4 +73,6 @@ class Board(ABC):
 
 def image_sha256(path: Path) -> str:
     """Short identity of a firmware image for records (SHA-256 of the file)."""
+    import hashlib
+
     return hashlib.sha256(read_input(path, "firmware image", ConfigError)).hexdigest()

@@ -29,6 +29,8 @@ class BoardOptions:
     cloud: object | None = None  # virtual boards: the CloudView their LwM2M server asks
     first_sim: int = 1  # number of the first virtual board (names sim-N, distinct IMEIs)
     lg_coordinator: str | None = None  # labgrid places: the coordinator (else $LG_COORDINATOR)
+    flasher: str = "auto"  # J-Link boards: nrfutil, pynrfjprog or auto (hilprov.board.flashers)
+    verify: str = "hash"  # J-Link boards: how each flash is checked (hash, read, none)
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,11 @@ def _open_sim(spec: str, name: str, number: int, options: BoardOptions) -> Board
 
 
 def _open_nordic(spec: str, name: str, number: int, options: BoardOptions) -> Board:
+    from hilprov.board import flashers
     from hilprov.board.nordic import NordicBoard
 
-    return NordicBoard(spec, options.port, options.baudrate)
+    return NordicBoard(spec, options.port, options.baudrate,
+                       flasher=flashers.choose(options.flasher), verify=options.verify)
 
 
 def _open_labgrid(spec: str, name: str, number: int, options: BoardOptions) -> Board:

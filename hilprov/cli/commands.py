@@ -4,7 +4,6 @@ coiote-sim and sim. Each imports what it uses when it runs."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -13,6 +12,12 @@ from pathlib import Path
 from hilprov.errors import ConfigError, ValidationError
 
 log = logging.getLogger("hilprov")
+
+
+def print_json(value: object) -> None:
+    import json  # only the --json outputs need it
+
+    print(json.dumps(value, indent=2))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -44,7 +49,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise senml.SenmlError(f"{args.blob}: {exc}") from None
     rows = [(r.name, r.label_name, _show(r, args.show_secrets)) for r in records]
     if args.json:  # JSON escapes control characters itself
-        print(json.dumps([{"name": n, "label": lbl, "value": v} for n, lbl, v in rows], indent=2))
+        print_json([{"name": n, "label": lbl, "value": v} for n, lbl, v in rows])
         return 0
     rows = [(_printable(n), lbl, _printable(v) if isinstance(v, str) else v)
             for n, lbl, v in rows]
@@ -128,8 +133,8 @@ def cmd_smp(args: argparse.Namespace) -> int:
 
 def _print_echo(args: argparse.Namespace, echoed: str, seconds: float) -> None:
     if args.json:
-        print(json.dumps({"port": args.port, "sent": args.text, "echo": echoed,
-                          "round_trip_ms": round(seconds * 1000, 3)}, indent=2))
+        print_json({"port": args.port, "sent": args.text, "echo": echoed,
+                    "round_trip_ms": round(seconds * 1000, 3)})
         return
     print(_printable(echoed))
     print(f"round trip {seconds * 1000:.1f} ms")
@@ -138,9 +143,9 @@ def _print_echo(args: argparse.Namespace, echoed: str, seconds: float) -> None:
 def _print_params(args: argparse.Namespace, params, state) -> None:
     link = state.as_dict() if state is not None else None
     if args.json:
-        print(json.dumps({"port": args.port, "buf_size": params.buf_size,
-                          "buf_count": params.buf_count, "max_request": params.max_request,
-                          "link": link, "tried": state.tried() if state else None}, indent=2))
+        print_json({"port": args.port, "buf_size": params.buf_size,
+                    "buf_count": params.buf_count, "max_request": params.max_request,
+                    "link": link, "tried": state.tried() if state else None})
         return
     if params.from_device:
         print(f"buf_size    {params.buf_size} bytes (largest request {params.max_request} B)")
@@ -202,7 +207,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         log.info("line report: %s (%d attempts, %d units, %d station(s))", args.html,
                  figures["attempts"], figures["units"], len(figures["stations"]))
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print_json(figures)
     elif not args.html:
         print("\n".join(report.summary_lines(figures)))
         print(f"{figures['attempts']} attempt(s) in {store.where}", file=sys.stderr)
@@ -211,12 +216,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_probes(args: argparse.Namespace) -> int:
     """Connected J-Link probes: serial number, chip family, VCOM ports (first = console)."""
-    from hilprov.board.nordic import list_probes
+    from hilprov.board import flashers
 
-    probes = list_probes()
+    probes = flashers.choose(args.flasher).list_probes()
     if args.json:
-        print(json.dumps([{"serial_number": p.serial_number, "family": p.family,
-                           "vcom_ports": p.vcom_ports} for p in probes], indent=2))
+        print_json([{"serial_number": p.serial_number, "family": p.family,
+                     "vcom_ports": p.vcom_ports} for p in probes])
         return 0
     for probe in probes:
         print(f"{probe.serial_number:<12} {probe.family:<10} {' '.join(probe.vcom_ports) or '-'}")

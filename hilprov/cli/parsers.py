@@ -4,8 +4,11 @@ The provisioning options come from the one table in `hilprov.settings`."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
+from hilprov.board.flashers import DEFAULT_FLASHER, DEFAULT_VERIFY, FLASHERS, VERIFY_MODES
 from hilprov.cli import commands
 from hilprov.cli.exits import EPILOG, guarded
 from hilprov.cli.logs import add_verbosity, logging_for
@@ -14,13 +17,42 @@ from hilprov.version import __version__
 
 
 def _formatter(prog):
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32,
+                                                width=_terminal_width())
+
+
+def _terminal_width() -> int:
+    """What argparse would ask `shutil.get_terminal_size` for (argparse builds a formatter for
+    every option it adds; shutil, imported for that, would cost each start-up its compression
+    modules)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns - 2
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:
     from hilprov.cli.provision import cmd_provision
 
     return cmd_provision(args)
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    from hilprov.cli.flash import cmd_flash
+
+    return cmd_flash(args)
+
+
+def add_flasher_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flasher", choices=FLASHERS, default=DEFAULT_FLASHER,
+                        help="nrfutil (nRF Util), pynrfjprog, or auto: nRF Util when `nrfutil` "
+                        "with its device command is on PATH (default: %(default)s)")
 
 
 def add_provision_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "probes", "list connected J-Link probes and their serial ports",
              commands.cmd_probes)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_flasher_argument(p)
+    add_verbosity(p)
+
+    p = _sub(sub, "flash", "program a HEX file on J-Link boards, all at the same time",
+             _cmd_flash)
+    p.add_argument("hex", metavar="HEX", help="Intel HEX file")
+    p.add_argument("--board", action="append", required=True, metavar="SNR",
+                   help="J-Link serial number; repeat for more boards")
+    p.add_argument("--erase", choices=("chip", "sector"), default="chip",
+                   help="chip: all flash and UICR; sector: only the pages the file covers "
+                   "(default: %(default)s)")
+    p.add_argument("--verify", choices=VERIFY_MODES, default=DEFAULT_VERIFY,
+                   help="hash: the chip hashes its flash; read: read it all back "
+                   "(default: %(default)s)")
+    add_flasher_argument(p)
     add_verbosity(p)
 
     p = _sub(sub, "coiote-sim", "run a local Coiote-compatible server (prints its URL)",

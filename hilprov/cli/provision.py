@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hilprov.board import registry
 from hilprov.cli.exits import print_error
-from hilprov.cli.progress import ProgressPrinter
-from hilprov.cloud import coiote
 from hilprov.errors import HilprovError, UsageError
 from hilprov.settings import Settings, from_cli
-from hilprov.station import cloud as clouds
 from hilprov.station.flow import DEFAULT_BLOB, FlowObserver, FlowResult, StepRecord
-from hilprov.station.records import RecordStore, RecordWriter
 from hilprov.station.runner import RunInterrupted, run_flows
 from hilprov.station.states import StepStatus
+
+if TYPE_CHECKING:  # a run without a board needs neither the records nor the clouds
+    from hilprov.station import cloud as clouds
 
 log = logging.getLogger("hilprov")
 
@@ -30,10 +27,17 @@ TOKEN_SOURCES = "a token (COIOTE_TOKEN, --token-file or -t)"
 
 def cmd_provision(args: argparse.Namespace) -> int:
     settings = from_cli(args)
-    token = coiote.resolve_token(settings.token, settings.token_file)
+    token = _token(settings)
+    store = None
     with contextlib.ExitStack() as stack:
         cloud, why_not = _cloud(settings, token, stack)
         if settings.has_board:
+            from datetime import datetime
+
+            from hilprov.board import registry
+            from hilprov.cli.progress import ProgressPrinter
+            from hilprov.station.records import RecordStore, RecordWriter
+
             store = RecordStore(settings.records, station=settings.station)
             store.ensure_schema()  # a records database that is not there stops the run here
             options = settings.board_options(cloud=cloud.view() if cloud else None)
@@ -46,7 +50,6 @@ def cmd_provision(args: argparse.Namespace) -> int:
             run_dir = Path(settings.log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         else:
             boards, observers, run_dir = [None], [SeedReporter(settings, why_not)], None
-        store = next((o.store for o in observers if isinstance(o, RecordWriter)), None)
         try:
             results = run_flows(boards, settings.inputs(), settings.run_options(), cloud=cloud,
                                 cloud_missing=why_not, observers=observers, log_dir=run_dir,
@@ -61,6 +64,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return _report(args, settings, results)
 
 
+def _token(settings: Settings) -> str | None:
+    """The Coiote token, read when the run can use it (a server, a board, or a token option)."""
+    if not (settings.server or settings.has_board or settings.token or settings.token_file):
+        return None
+    from hilprov.cloud import coiote
+
+    return coiote.resolve_token(settings.token, settings.token_file)
+
+
 def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
            ) -> tuple[clouds.CloudTarget | None, str]:
     """Where to onboard, or (None, why not). Without a board the seed's rule holds: onboard only
@@ -70,11 +82,15 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
                          "the units would get their production image without being onboarded")
     if settings.server is not None and token:
         if settings.has_board or settings.endpoint_name:
+            from hilprov.station import cloud as clouds
+
             return stack.enter_context(clouds.remote_coiote(settings.server, token)), ""
         return None, "not registering in Coiote: missing an endpoint name (-e)"
     if settings.server is None and settings.has_board and settings.all_sim:
         # No -s with virtual boards: onboard in a local Coiote-compatible server, and let the
         # boards register only if it knows them (spec §7 semantics).
+        from hilprov.station import cloud as clouds
+
         target = stack.enter_context(clouds.local_coiote())
         log.info("no -s given: onboarding in a local Coiote-compatible server at %s", target.url)
         return target, ""
@@ -122,7 +138,9 @@ class SeedReporter(FlowObserver):
 
 def _report(args: argparse.Namespace, settings: Settings, results: list[FlowResult]) -> int:
     if settings.json:
-        print(json.dumps({"results": [r.as_dict() for r in results]}, indent=2))
+        from hilprov.cli.commands import print_json
+
+        print_json({"results": [r.as_dict() for r in results]})
     failed = [r for r in results if not r.ok]
     for result in failed:
         where = result.board if result.board_kind != "none" else ""

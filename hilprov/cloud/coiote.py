@@ -20,7 +20,6 @@ every message we build, never logged, and left out of the client's repr.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import os
 import random
@@ -31,14 +30,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
-
-import requests
 
 from hilprov.core.files import read_json, read_text
 from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import CloudError, ConfigError
+
+if TYPE_CHECKING:  # requests is imported where a request is made (it costs ~100 ms)
+    import requests
 
 log = logging.getLogger("hilprov.cloud.coiote")
 
@@ -182,8 +182,14 @@ class CoioteClient:
         self.max_total_time = max_total_time
         self.backoff_base = backoff_base
         self.jitter = jitter
-        self._session = session if session is not None else requests.Session()
-        self._owns_session = session is None
+        if session is None:
+            import requests
+
+            session = requests.Session()
+            self._owns_session = True
+        else:
+            self._owns_session = False
+        self._session = session
         self._sleep = sleep
         self._clock = clock
 
@@ -350,6 +356,8 @@ class CoioteClient:
                  body: Any = None, query: Mapping[str, str] | None = None,
                  secrets: Iterable[str] = ()) -> requests.Response:
         """Send one call with retries; returns the first non-retryable response."""
+        import requests
+
         secrets = tuple(secrets)
         url = self._api + path
         if query:
@@ -408,6 +416,8 @@ class CoioteClient:
         """One HTTP exchange, the body included, within `deadline`: the per-read timeout alone
         would let a body that trickles in byte by byte last forever, so a watchdog cuts the
         connection when the time is up (requests.Timeout)."""
+        import requests
+
         remaining = max(0.0, deadline - self._clock())
         resp = self._session.request(method, url, headers=headers, json=body,
                                      timeout=min(self.timeout, remaining), allow_redirects=False,
@@ -555,6 +565,8 @@ def _parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
+            import email.utils  # only for a Retry-After date, rarely sent
+
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None

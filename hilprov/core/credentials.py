@@ -15,7 +15,6 @@ blob and in the request that onboards the device; their repr never shows them.
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 
 from hilprov.errors import ConfigError
@@ -26,7 +25,7 @@ TOKENS = ("{endpoint}", "{imei}")
 _IMEI = re.compile(r"(\d{15})$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # each has its own __repr__
 class EndpointName:
     """Placeholder: the device's endpoint name (bytes)."""
 
@@ -34,7 +33,7 @@ class EndpointName:
         return "EndpointName()"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RandomKey:
     """Placeholder: `size` random bytes, new for each device."""
 
@@ -48,10 +47,12 @@ class RandomKey:
         return f"RandomKey({self.size})"
 
     def make(self) -> bytes:
+        import secrets
+
         return secrets.token_bytes(self.size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IdentityTemplate:
     """Placeholder: text with `{endpoint}` and `{imei}` expanded, as bytes."""
 

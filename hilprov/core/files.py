@@ -3,10 +3,8 @@ writes are atomic so nobody ever sees half a blob, certificate or export."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,8 @@ def read_text(path: str | Path, what: str, error: type[HilprovError] = ConfigErr
 
 def read_json(path: str | Path, what: str) -> Any:
     """Parse a JSON input file; ConfigError says which file, which line and what is wrong."""
+    import json
+
     text = read_text(path, what)
     try:
         return json.loads(text)
@@ -45,7 +45,7 @@ def write_atomic(path: str | Path, data: bytes, mode: int = 0o600) -> None:
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+        fd, tmp = _temporary_file(directory, f".{path.name}.")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
@@ -56,6 +56,19 @@ def write_atomic(path: str | Path, data: bytes, mode: int = 0o600) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _temporary_file(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new file only we can read (0600), like `tempfile.mkstemp` (which would cost every
+    start-up the import of tempfile, shutil and the compression modules)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = str(directory / f"{prefix}{os.urandom(6).hex()}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")
 
 
 def safe_name(text: str, limit: int = 120) -> str:

@@ -16,11 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from hilprov.core import certs, credentials, profile, senml
+from hilprov.core import credentials, profile, senml
 from hilprov.core.config import EndpointConfig, load_config
 from hilprov.core.lwm2m import OID, RID, SecurityMode, format_path
 from hilprov.errors import ConfigError, UsageError, ValidationError
+
+if TYPE_CHECKING:  # certs (cryptography) is imported where certificates are made or loaded
+    from hilprov.core import certs
 
 CREDENTIAL_MODES = (SecurityMode.CERT, SecurityMode.EST)
 _PLACEHOLDER = b"\x00"  # stands in for credentials added later, while validating early
@@ -116,7 +120,11 @@ class Build:
 
     @property
     def cert_fingerprint(self) -> str | None:
-        return certs.certificate_fingerprint(self.endpoint_cert) if self.endpoint_cert else None
+        if not self.endpoint_cert:
+            return None
+        from hilprov.core import certs
+
+        return certs.certificate_fingerprint(self.endpoint_cert)
 
     def psk_credentials(self) -> tuple[bytes | None, bytes | None]:
         """(identity, key) of the server account in PSK mode, else (None, None)."""
@@ -134,8 +142,11 @@ def prepare(inputs: Inputs) -> Plan:
     warnings = check(config, inputs.profile, pending=True, flags=inputs)
     mode = security_mode(config)
     _check_option_conflicts(inputs, mode)
-    server_cert = endpoint_cert = endpoint_key = None
-    cert_info = certs.load_cert_info(inputs.cert_info) if inputs.cert_info is not None else None
+    server_cert = endpoint_cert = endpoint_key = cert_info = None
+    if inputs.cert_info is not None:
+        from hilprov.core import certs
+
+        cert_info = certs.load_cert_info(inputs.cert_info)
     if mode in CREDENTIAL_MODES:
         server_cert, endpoint_cert, endpoint_key = _load_credentials(inputs, mode,
                                                                      cert_info is not None)
@@ -149,6 +160,8 @@ def build(plan: Plan, endpoint: str | None) -> Build:
     generated = None
     endpoint_cert, endpoint_key = plan.endpoint_cert, plan.endpoint_key
     if plan.generates_certificate:
+        from hilprov.core import certs
+
         generated = certs.generate_self_signed(plan.cert_info, endpoint,
                                                source=str(plan.inputs.cert_info))
         endpoint_cert, endpoint_key = generated.cert_der, generated.key_der
@@ -234,6 +247,8 @@ def _load_credentials(inputs: Inputs, mode: SecurityMode, generating: bool
         raise ConfigError(f"{mode} mode needs the endpoint certificate and key: give "
                           f"{inputs.flag('cert_info')}, or {inputs.flag('endpoint_cert')} and "
                           f"{inputs.flag('endpoint_key')}")
+    from hilprov.core import certs
+
     server = certs.load_certificate(inputs.server_cert)
     if generating:
         return server, None, None
@@ -243,6 +258,8 @@ def _load_credentials(inputs: Inputs, mode: SecurityMode, generating: bool
 
 def load_endpoint_pair(cert_path, key_path) -> tuple[bytes, bytes]:
     """A user-supplied endpoint certificate and its key as DER; refused if they do not match."""
+    from hilprov.core import certs
+
     cert_der = certs.load_certificate(cert_path)
     key_der = certs.load_private_key(key_path)
     certs.check_key_matches_certificate(cert_der, key_der, cert_name=f"certificate {cert_path}",

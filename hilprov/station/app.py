@@ -17,8 +17,19 @@ PROMPT = "uart:~$ "
 RESTORED = "persistence: Anjay restored from"
 NO_FACTORY_DATA = "Couldn't restore Anjay from anjay_factory"
 REGISTERED = "registration successful"
-REG_REJECTED = re.compile(r"server responded with (.+?) \(expected 2\.01 Created\)")
+_REJECTED = r"server responded with (.+?) \(expected 2\.01 Created\)"
+_PATTERNS = {  # compiled on first use (a run without a board waits for no log line)
+    "REG_REJECTED": lambda: _REJECTED,
+    "READY_OR_ALREADY": lambda: READY.replace(".", r"\.") + "|" + ALREADY,
+    "RESTORED_OR_NOT": lambda: re.escape(RESTORED) + r" (\S+)|" + re.escape(NO_FACTORY_DATA),
+    "REGISTERED_OR_REJECTED": lambda: re.escape(REGISTERED) + "|" + _REJECTED,
+}
 
-READY_OR_ALREADY = re.compile(READY.replace(".", r"\.") + "|" + ALREADY)
-RESTORED_OR_NOT = re.compile(re.escape(RESTORED) + r" (\S+)|" + re.escape(NO_FACTORY_DATA))
-REGISTERED_OR_REJECTED = re.compile(re.escape(REGISTERED) + "|" + REG_REJECTED.pattern)
+
+def __getattr__(name: str) -> re.Pattern[str]:
+    """`REG_REJECTED`, `READY_OR_ALREADY`, `RESTORED_OR_NOT`, `REGISTERED_OR_REJECTED`: the
+    log lines the flow waits for, as compiled patterns."""
+    if name not in _PATTERNS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    pattern = globals()[name] = re.compile(_PATTERNS[name]())
+    return pattern

@@ -19,57 +19,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from hilprov.errors import RecordsError
 from hilprov.station import schema
+from hilprov.station.target import display, parse_target, scrub
 
-SQLITE_PREFIX = "sqlite:///"
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SCHEMA_LOCK = 0x68696C70  # the advisory lock id that serialises migrations ("hilp")
-HIDDEN = "***"
-
-
-def parse_target(text: str | Path) -> Path | str:
-    """`--records` as given: a Path (SQLite) or a PostgreSQL URL; ValueError if neither."""
-    if isinstance(text, Path):
-        return text
-    value = str(text).strip()
-    if not value:
-        raise ValueError("empty: expected a path, sqlite:///PATH or postgresql://…")
-    if value.startswith(SQLITE_PREFIX):
-        rest = value[len(SQLITE_PREFIX):]
-        if not rest:
-            raise ValueError(f"{value!r}: no file after {SQLITE_PREFIX}")
-        return Path(rest)
-    if value.startswith(POSTGRES_SCHEMES):
-        return value
-    if "://" in value:
-        raise ValueError(f"{display(value)!r}: not a records database; expected a path, "
-                         "sqlite:///PATH or postgresql://HOST/DB")
-    return Path(value)
-
-
-def display(target: str | Path) -> str:
-    """The target as messages show it: a URL without its password."""
-    text = str(target)
-    if "://" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text.split("://", 1)[0] + "://" + HIDDEN
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, host = netloc.rsplit("@", 1)
-        netloc = f"{user.split(':', 1)[0]}:{HIDDEN}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, HIDDEN if k == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 class Session:
     """One connection's statements: `execute(sql, args)` returns the rows as dicts (none for a
     statement without a result)."""
@@ -242,16 +197,7 @@ class PostgresDatabase(Database):
 
     def scrub(self, text: str) -> str:
         """`text` without the URL's password, should a driver message ever quote it."""
-        try:
-            parts = urlsplit(self.url)
-            secrets = [parts.password] if parts.password else []
-            secrets += [v for k, v in parse_qsl(parts.query) if k == "password" and v]
-        except ValueError:
-            return text
-        for secret in secrets:
-            for form in {secret, unquote(secret)}:
-                text = text.replace(form, HIDDEN)
-        return text
+        return scrub(text, self.url)
 
     def begin(self, conn: Any, *, schema: bool = False) -> None:
         # psycopg opened a transaction (autocommit off); a migration waits for any other one.

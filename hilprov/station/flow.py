@@ -12,16 +12,15 @@ skipped: the blob is built and written, as the seed tool does. `until` stops aft
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from hilprov.board import smp  # imported here, not in a step, so step timings show no imports
 from hilprov.board.base import Board, image_sha256
-from hilprov.board.serial import SerialPort
-from hilprov.core import certs, plan, profile
+from hilprov.core import plan, profile
 from hilprov.core.files import safe_name, write_atomic
 from hilprov.core.lwm2m import SecurityMode
 from hilprov.errors import (
@@ -37,9 +36,14 @@ from hilprov.errors import (
     TransferError,
 )
 from hilprov.station import app, secrets
-from hilprov.station.cloud import CloudTarget
 from hilprov.station.plans import PlanSource
 from hilprov.station.states import Outcome, StepStatus
+from hilprov.station.steps import STEP_NAMES
+
+if TYPE_CHECKING:  # a run without a board needs none of these (start-up time)
+    from hilprov.board import smp
+    from hilprov.board.serial import SerialPort
+    from hilprov.station.cloud import CloudTarget
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,8 @@ class RunOptions:
 
 @dataclass
 class StepRecord:
+    """How one step of one attempt went."""
+
     name: str
     status: StepStatus = StepStatus.PENDING
     seconds: float = 0.0
@@ -91,8 +97,9 @@ class FlowResult:
 
     board: str
     board_kind: str
-    attempt: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique id of this attempt
+    attempt: str = field(default_factory=lambda: os.urandom(16).hex())  # unique: 128 random bits
     port: str | None = None
+    flasher: str | None = None  # the tool that flashes the board (nrfutil, pynrfjprog)
     endpoint: str | None = None
     security_mode: str | None = None
     cert_fingerprint: str | None = None
@@ -132,7 +139,7 @@ class FlowResult:
     def as_dict(self) -> dict:
         return {
             "attempt": self.attempt, "board": self.board, "board_kind": self.board_kind,
-            "port": self.port,
+            "port": self.port, "flasher": self.flasher,
             "endpoint": self.endpoint, "security_mode": self.security_mode,
             "cert_fingerprint": self.cert_fingerprint,
             "psk_identity_sha256": self.psk_identity_sha256, "blob_size": self.blob_size,
@@ -195,8 +202,7 @@ Action = Callable[["ProvisioningFlow"], "str | None"]
 SkipRule = Callable[["ProvisioningFlow"], "str | None"]
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):  # not a dataclass: 4x cheaper to make at import (start-up)
     """One step: `action(flow)` returns a detail line; `skip(flow)` a reason not to run it."""
 
     name: str
@@ -227,6 +233,7 @@ class ProvisioningFlow:
         self.log_dir = Path(log_dir) if log_dir else None
         name, kind = (board.name, board.kind) if board is not None else ("-", "none")
         self.result = FlowResult(board=name, board_kind=kind, test_node=test_node,
+                                 flasher=board.flasher_name if board is not None else None,
                                  steps=[StepRecord(step.name) for step in STEPS])
         self.plan: plan.Plan | None = None
         self.build: plan.Build | None = None
@@ -235,6 +242,8 @@ class ProvisioningFlow:
         self._owns_port = port is None
         self.smp: smp.SmpFileClient | None = None
         self.interrupted: Interrupted | None = None
+        if board is not None or port is not None:
+            _smp()  # imported now, not in a step, so step timings show no imports
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> FlowResult:
@@ -374,13 +383,15 @@ class ProvisioningFlow:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             path = self.log_dir / f"{safe_name(self.board.name)}.log"
             self.result.log_path = str(path)
+        from hilprov.board.serial import SerialPort
+
         self.port = SerialPort(self.board.port, self.board.baudrate, log_path=path,
                                name=self.board.name)
         return self.port
 
     def smp_client(self) -> smp.SmpFileClient:
         if self.smp is None:
-            self.smp = smp.SmpFileClient(self.open_port(), timeout=self.options.timeouts.smp)
+            self.smp = _smp().SmpFileClient(self.open_port(), timeout=self.options.timeouts.smp)
         return self.smp
 
     def status_reporter(self, step: str) -> Callable[[str], None]:
@@ -399,6 +410,14 @@ class ProvisioningFlow:
                 self.port.close()
             except Exception:  # closing must not hide the real outcome
                 log.debug("closing the port failed", exc_info=True)
+
+
+def _smp():
+    """The SMP client module (smp and pydantic behind it: ~300 ms), imported by the first flow
+    that has a board."""
+    from hilprov.board import smp
+
+    return smp
 
 
 # -- skip rules ----------------------------------------------------------------------------------
@@ -482,6 +501,7 @@ def read_endpoint(flow: ProvisioningFlow) -> str:
     if flow.board is None:
         flow.result.endpoint = wanted
         return f"no board: {wanted!r} from -e" if wanted else "no board and no -e: none"
+    smp = _smp()
     try:
         raw = flow.smp_client().download(app.ENDPOINT_FILE)
     except (smp.RemoteNotMounted, smp.RemoteFileNotFound):
@@ -537,6 +557,8 @@ def build_blob(flow: ProvisioningFlow) -> str:
     if flow.options.secrets_out is not None and built.mode == SecurityMode.PSK:
         flow.result.written.append(str(secrets.save_psk(flow.options.secrets_out, built)))
     if built.generated is not None:
+        from hilprov.core import certs
+
         paths = certs.write_cert_files(built.generated, _cert_dir(flow))
         flow.result.written.extend(str(path) for path in paths)
     output = flow.options.output or (DEFAULT_BLOB if flow.board is None else None)
@@ -551,6 +573,7 @@ def build_blob(flow: ProvisioningFlow) -> str:
 
 def upload(flow: ProvisioningFlow) -> str:
     blob = flow.build.blob
+    smp = _smp()
     start = time.monotonic()
     try:
         flow.smp_client().upload(blob, app.PROVISION_FILE, max_chunk=app.PROVISION_WRITE_LIMIT,
@@ -602,6 +625,8 @@ def _refuse_overwriting_inputs(flow: ProvisioningFlow, built: plan.Build) -> Non
     if flow.options.output is not None or flow.board is None:
         targets.append(Path(flow.options.output or DEFAULT_BLOB))
     if built.generated is not None:
+        from hilprov.core import certs
+
         targets.extend(certs.cert_paths(_cert_dir(flow)))
     for target in targets:
         if target.resolve() in given:
@@ -680,7 +705,8 @@ STEPS: tuple[Step, ...] = (
     Step("wait-restored", wait_restored, _no_final),
     Step("wait-registered", wait_registered, _no_final),
 )
-STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)
+if tuple(step.name for step in STEPS) != STEP_NAMES:  # pragma: no cover - a wrong edit
+    raise AssertionError("hilprov.station.steps.STEP_NAMES must list the flow's STEPS in order")
 
 __all__ = ["STEPS", "STEP_NAMES", "EndpointHolder", "FlowObserver", "FlowResult",
            "ProvisioningFlow", "RunOptions", "Step", "StepRecord", "Timeouts"]

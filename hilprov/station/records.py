@@ -349,6 +349,7 @@ def row_from_result(result: FlowResult, source: str, station: str) -> dict:
         "psk_identity_sha256": result.psk_identity_sha256,
         "stopped_after": result.stopped_after, "test_node": result.test_node,
         "log_path": str(Path(result.log_path).absolute()) if result.log_path else None,
+        "flasher": result.flasher,
     }
 
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hilprov.station import process
-from hilprov.station.flow import STEP_NAMES
 from hilprov.station.states import Outcome
+from hilprov.station.steps import STEP_NAMES
 
 FAILED = (Outcome.FAILED, Outcome.INTERRUPTED, Outcome.ABANDONED)
 

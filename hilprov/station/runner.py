@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hilprov.board.base import Board
 from hilprov.core import plan
 from hilprov.errors import Interrupted
-from hilprov.station.cloud import CloudTarget
 from hilprov.station.flow import (
     FlowObserver,
     FlowResult,
@@ -20,6 +20,9 @@ from hilprov.station.flow import (
     RunOptions,
 )
 from hilprov.station.plans import PlanSource
+
+if TYPE_CHECKING:
+    from hilprov.station.cloud import CloudTarget
 
 STOP_WAIT = 20.0  # seconds an interrupted flow may take to record itself (a flash cannot stop)
 

@@ -81,6 +81,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             AND id = (SELECT MAX(id) FROM attempts AS b WHERE b.endpoint = a.endpoint
                       AND b.outcome IN ('registered', 'provisioned'))""",
     )),
+    Migration(4, "the tool that flashed the board (nrfutil, pynrfjprog)", (
+        "ALTER TABLE attempts ADD COLUMN flasher TEXT",
+    )),
 )
 
 VERSION = MIGRATIONS[-1].version
@@ -90,7 +93,7 @@ COLUMNS = ("id", "attempt", "started_at", "finished_at", "station", "source", "b
            "initial_image_sha256", "final_image_sha256", "coiote", "current_step", "steps",
            "outcome", "error_kind", "error", "exit_code", "seconds", "hilprov_version",
            "host", "pid", "pid_started", "updated_at", "psk_identity_sha256", "stopped_after",
-           "test_node", "log_path")
+           "test_node", "log_path", "flasher")
 """Every column of `attempts`, in the order exports list them."""
 
 SQLITE = {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"}

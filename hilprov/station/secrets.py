@@ -5,7 +5,6 @@ mode 0600, in a directory only the owner can enter (0700)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from pathlib import Path
@@ -42,6 +41,8 @@ def save_psk(directory: Path, build: Build) -> Path:
     target = private_dir(directory) / f"{safe_name(build.endpoint or 'endpoint')}.psk.json"
     body = {"endpoint": build.endpoint, "psk_identity": identity.decode("utf-8", "replace"),
             "psk_key_hex": key.hex()}
+    import json
+
     write_atomic(target, (json.dumps(body, indent=1) + "\n").encode(), mode=0o600)
     return target
 

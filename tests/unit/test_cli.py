@@ -264,12 +264,12 @@ def test_probes_without_the_jlink_software_is_one_line_and_exit_7(capsys):
 
 
 def test_probes_lists_every_connected_probe_with_its_family_and_ports(monkeypatch, capsys):
-    from hilprov.board import nordic
+    from hilprov.board.flashers import pynrfjprog
     from tests.unit.fake_pynrfjprog import FakeHighLevel, FakeProbe
 
     bench = FakeHighLevel(FakeProbe(960012345, com_ports=[("/dev/ttyACM1", 1),
                                                           ("/dev/ttyACM0", 0)]))
-    monkeypatch.setattr(nordic, "_load_highlevel", lambda: bench)
+    monkeypatch.setattr(pynrfjprog, "_load_highlevel", lambda: bench)
     assert main(["probes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
         {"serial_number": "960012345", "family": "nrf91",
