@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import flashing, flows, host, startup, transfer, zephyr  # noqa: E402
+from bench import config_scaling, flashing, flows, host, startup, transfer, zephyr  # noqa: E402
 from bench.common import BAUD, REPO, Target  # noqa: E402
 from hilprov.core.files import write_atomic  # noqa: E402
 
@@ -49,6 +49,8 @@ SECTIONS = {
               flashing.parallel_flash, 3, 1),
     "startup": ("9. Start-up: ptool -c configs/endpoint_cfg vs python -c 'import cbor2'",
                 startup.startup, 30, 3),
+    "config": ("10. Config parse + validate, one line of 10^4 to 10^6 entries",
+               config_scaling.config_scaling, 3, 1),
 }
 
 # name -> columns (header, key, format) of its table
@@ -76,6 +78,9 @@ COLUMNS = {
     "zephyr-shell": [("what", "what", "{}"), ("median ms", "median_ms", "{:.2f}"),
                      ("min ms", "min_ms", "{:.2f}"), ("max ms", "max_ms", "{:.2f}"),
                      ("runs", "runs", "{}")],
+    "config": [("entries", "entries", "{}"), ("characters", "characters", "{}"),
+               ("parse s", "parse_s", "{:.3f}"), ("validate s", "validate_s", "{:.3f}"),
+               ("us/entry", "us_per_entry", "{:.3f}")],
     "flow-steps": [("step", "step", "{}"), ("median ms", "median_ms", "{:.1f}")],
     "flash": [("flasher", "flasher", "{}"), ("boards", "boards", "{}"),
               ("median s", "seconds", "{:.3f}"), ("min s", "min_seconds", "{:.3f}"),

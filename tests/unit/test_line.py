@@ -354,6 +354,25 @@ def test_a_long_list_of_problems_is_cut_with_a_count(workdir, capsys):
     assert len(err) == 51 and "450 more problems" in err[-1]  # 50 problems and the count
 
 
+def test_the_parser_and_the_validator_grow_linearly_with_the_config():
+    """The first parser re-encoded the source line for every node: ten times the entries took
+    about a hundred times as long. A complexity check on CPU time with a wide margin (linear is
+    10x, quadratic 100x), not a speed target: those are in bench/config_scaling.py."""
+    from hilprov.core import profile
+    from hilprov.core.config import parse_config
+
+    def cpu_seconds(entries: int) -> float:
+        acl = ", ".join(f"{short_id}: 15" for short_id in range(1, 101))
+        text = "{2: {" + ", ".join(f"{n}: {{0: 3, 1: {n}, 2: {{{acl}}}, 3: 1}}"
+                                   for n in range(entries // 100)) + "}}"
+        start = time.process_time()
+        assert profile.validate(parse_config(text, "cfg"), "lwm2m") == []
+        return time.process_time() - start
+
+    small = min(cpu_seconds(10_000) for _ in range(3))
+    assert cpu_seconds(100_000) / small < 30
+
+
 def test_a_long_line_reports_character_columns(workdir, capsys):
     (workdir / "cfg").write_text("{3: {0: {0: 'zażółć', 1: 'ü', 2: nope}}}")
     assert ptool_main(["-c", "cfg"]) == 3
