@@ -407,7 +407,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         if s.kind == "flag":
             kwargs["action"] = "store_true"
         else:
-            kwargs.update(metavar=s.metavar, type=_checked(s.parse))
+            kwargs.update(metavar=s.metavar, type=checked(s.parse))
             if s.kind == "list":
                 kwargs.update(action="append", default=[])
             if s.required_cli:
@@ -417,7 +417,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         groups[s.group].add_argument(*s.cli, **kwargs)
 
 
-def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
+def checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
     """An argparse `type` that checks the text with `parse` but keeps it as text."""
     def check(text: str) -> str:
         try:

@@ -72,17 +72,10 @@ def _sub(sub, name: str, help_text: str, func, **kwargs) -> argparse.ArgumentPar
 def _records_arguments(parser: argparse.ArgumentParser) -> None:
     """Which records to read: the database (as provisioning writes it), since when, which
     stations."""
-    from hilprov.settings import records_target
-
-    def target(text: str) -> str:
-        try:
-            records_target(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text
+    from hilprov.settings import checked, records_target
 
     parser.add_argument("--records", default="hilprov-records.sqlite", metavar="PATH|URL",
-                        type=target, help="records database: a SQLite file (PATH, "
+                        type=checked(records_target), help="records database: a SQLite file (PATH, "
                         "sqlite:///PATH) or postgresql://HOST/DB (default: %(default)s)")
     parser.add_argument("--since", metavar="WHEN", help="ISO date/time, or 30m / 12h / 7d")
     parser.add_argument("--station", metavar="NAME", action="append",
