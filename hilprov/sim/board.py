@@ -158,13 +158,16 @@ class VirtualBoard:
                    uart_tx_dropped=self._pty.tx_dropped, boots=self._store.state.boots)
         return out
 
-    def start(self) -> str:
-        """Create the pty, start the device threads and boot; returns the pty slave path."""
+    def start(self, power_on: bool = True) -> str:
+        """Create the pty, start the device threads and boot; returns the pty slave path.
+        `power_on=False` leaves the device off until `reset()`, as a bench that opens the
+        console before it powers the board: then every line of the first boot is seen."""
         with self._lock:
             if self.port is None:
                 self.port = self._pty.open()
                 self._transport.start()
-                self._reboot()
+                if power_on:
+                    self._reboot()
             return self.port
 
     def stop(self) -> None:

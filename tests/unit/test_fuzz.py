@@ -486,8 +486,9 @@ def board_port():
     errors = ErrorLog()
     logging.getLogger("hilprov.sim").addHandler(errors)
     board = VirtualBoard(None, name="fuzz")
-    port = SerialPort(board.start(), 115200)
+    port = SerialPort(board.start(power_on=False), 115200)  # the console open before the boot
     try:
+        board.reset()
         port.expect_exact("uart:~$", 10)
         yield board, port, errors
     finally:

@@ -59,10 +59,10 @@ def boards():
     """Make boards that are stopped (and ports closed) at the end of the test."""
     made = []
 
-    def make(*args, **kwargs):
+    def make(*args, power_on: bool = True, **kwargs):
         kwargs.setdefault("model", StubModel())
         board = VirtualBoard(*args, **kwargs)
-        board.start()
+        board.start(power_on=power_on)
         made.append(board)
         return board
 
@@ -86,7 +86,8 @@ def ports():
 
 
 def _boot(board, port):
-    """Reset with the port open, so the whole boot log is seen."""
+    """Reset with the port open, so the whole boot log is seen. A board made for it is made
+    off (`power_on=False`): a boot begun before the port opened would print its tail first."""
     port.clear()
     board.reset()
 
@@ -103,7 +104,7 @@ def _messages(port, since: int = 0) -> list[str]:
 
 def _ready(boards, ports, *args, **kwargs):
     """A started board whose boot log, seen on an open port, reached "Device ready"."""
-    board = boards(*args, **kwargs)
+    board = boards(*args, power_on=False, **kwargs)
     port = ports(board)
     _boot(board, port)
     port.expect_exact("Device ready", 5)
@@ -297,7 +298,7 @@ def test_factory_reboot_wakes_blocked_callers():
 
 
 def test_initial_image_boot_log(boards, ports):
-    board = boards()
+    board = boards(power_on=False)
     port = ports(board)
     _boot(board, port)
     port.expect_exact("Device ready for provisioning.", 5)
@@ -320,7 +321,7 @@ def test_initial_image_boot_log(boards, ports):
 
 
 def test_already_present_after_provisioning_and_on_a_fresh_board(tmp_path, boards, ports):
-    board = boards(tmp_path)
+    board = boards(tmp_path, power_on=False)
     port = ports(board)
     _boot(board, port)
     port.expect_exact("Device ready for provisioning.", 5)
@@ -337,7 +338,7 @@ def test_already_present_after_provisioning_and_on_a_fresh_board(tmp_path, board
     port.close()
     board.stop()
 
-    again = boards(tmp_path)
+    again = boards(tmp_path, power_on=False)
     port2 = ports(again)
     _boot(again, port2)
     port2.expect_exact("already present", 5)
@@ -399,7 +400,7 @@ def test_final_image_restores_registers_and_later_uses_persistence(tmp_path, boa
 
 
 def test_final_image_without_data_retries_forever(boards, ports):
-    board = boards(faults=Faults(retry_interval=0.1), image="final")
+    board = boards(faults=Faults(retry_interval=0.1), image="final", power_on=False)
     port = ports(board)
     _boot(board, port)
     for _ in range(3):
@@ -441,7 +442,7 @@ def test_final_image_that_never_registers(boards, ports):
 
 
 def test_missing_ready_line(boards, ports):
-    board = boards(faults=Faults(no_ready_line=True))
+    board = boards(faults=Faults(no_ready_line=True), power_on=False)
     port = ports(board)
     _boot(board, port)
     port.expect_exact("NOTE: No more log messages", 5)
@@ -488,7 +489,7 @@ def test_flash_with_erase_wipes_factory_data(tmp_path, boards, ports):
 
 
 def test_shell_echoes_and_answers(boards, ports):
-    board = boards()
+    board = boards(power_on=False)
     port = ports(board)
     _boot(board, port)
     port.expect(r"uart:~\$ $", 5)
@@ -511,7 +512,7 @@ def test_lines_longer_than_127_bytes_are_dropped_silently(boards, ports):
 
 
 def test_emulated_baud_rate_costs_wire_time(boards, ports):
-    board = boards(baud=9600)
+    board = boards(baud=9600, power_on=False)
     port = ports(board)
     _boot(board, port)
     port.expect_exact("Device ready", 10)

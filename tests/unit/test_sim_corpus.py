@@ -14,7 +14,7 @@ from tests.unit.blob_corpus import CORPUS
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     board = VirtualBoard(tmp_path_factory.mktemp("corpus"), faults=Faults(boot_line_delay=0))
-    port_path = board.start()
+    port_path = board.start(power_on=False)  # each case's flash boots it, the console open
     port = SerialPort(port_path, 1_000_000)  # a pty has no wire: pace lines as if fast
     client = SmpFileClient(port, timeout=2.0)
     yield board, port, client

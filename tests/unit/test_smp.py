@@ -110,7 +110,7 @@ class StubModel:
 
 
 def _connect(board: VirtualBoard, baud: int = 2_000_000, **client_kwargs):
-    path = board.start()
+    path = board.start(power_on=False)  # off until the console is open: no half-seen boot
     port = SerialPort(path, baud)
     board.reset()
     port.expect_exact("uart:~$ ", 5)
@@ -427,7 +427,7 @@ def test_the_virtual_transport_reports_a_line_that_found_no_rx_buffer():
 def sim_port(tmp_path):
     """A booted virtual board whose two RX line buffers drop the lines of a burst; its pty."""
     board = VirtualBoard(tmp_path / "state", faults=Faults(rx_buffer_drop=True))
-    path = board.start()
+    path = board.start(power_on=False)
     with SerialPort(path) as port:
         board.reset()
         port.expect_exact("uart:~$ ", 5)
