@@ -4,7 +4,6 @@ mode 0600, in a directory only the owner can enter (0700)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -16,6 +15,8 @@ from hilprov.errors import ConfigError
 
 def identity_digest(identity: bytes | None) -> str | None:
     """What records keep of a PSK identity: its SHA-256, enough to tell two apart."""
+    import hashlib  # OpenSSL's load costs start-up; a run without a board never needs it
+
     return hashlib.sha256(identity).hexdigest() if identity else None
 
 
