@@ -84,7 +84,11 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
         if settings.has_board or settings.endpoint_name:
             from hilprov.station import cloud as clouds
 
-            return stack.enter_context(clouds.remote_coiote(settings.server, token)), ""
+            # With boards the token is tried before any unit is touched; without, the seed's
+            # order holds (the blob is written, then onboarding says what went wrong).
+            target = clouds.remote_coiote(settings.server, token,
+                                          check_access=settings.has_board)
+            return stack.enter_context(target), ""
         return None, "not registering in Coiote: missing an endpoint name (-e)"
     if settings.server is None and settings.has_board and settings.all_sim:
         # No -s with virtual boards: onboard in a local Coiote-compatible server, and let the
@@ -142,12 +146,21 @@ def _report(args: argparse.Namespace, settings: Settings, results: list[FlowResu
 
         print_json({"results": [r.as_dict() for r in results]})
     failed = [r for r in results if not r.ok]
+    boards_of: dict[tuple[str, str], list[str]] = {}  # one line for an error boards share
     for result in failed:
         where = result.board if result.board_kind != "none" else ""
-        if isinstance(result.exception, HilprovError):
-            print_error(args.prog, result.exception, where)
-        else:
-            print(f"{args.prog}: {result.error_kind}: [{where}] {result.error}", file=sys.stderr)
+        boards_of.setdefault((str(result.error_kind), str(result.error)), []).append(where)
+    said: set[tuple[str, str]] = set()
+    for result in failed:
+        key = (str(result.error_kind), str(result.error))
+        if key not in said:
+            said.add(key)
+            where = ", ".join(b for b in boards_of[key] if b)
+            if isinstance(result.exception, HilprovError):
+                print_error(args.prog, result.exception, where)
+            else:
+                print(f"{args.prog}: {result.error_kind}: [{where}] {result.error}",
+                      file=sys.stderr)
         if result.log_path:
             print(f"{args.prog}: serial log of {result.board}: {result.log_path}",
                   file=sys.stderr)

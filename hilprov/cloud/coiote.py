@@ -45,6 +45,8 @@ log = logging.getLogger("hilprov.cloud.coiote")
 DEFAULT_URL = "https://eu.iot.avsystem.cloud"
 DEFAULT_PORT = 8087  # the seed's "REST API port"
 API_PREFIX = "/api/coiotedm/v3"
+ACCESS_CHECK_ENDPOINT = "hilprov-access-check"  # looked up, never created
+
 TOKEN_ENV = "COIOTE_TOKEN"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_BACKOFF = 30.0
@@ -295,12 +297,18 @@ class CoioteClient:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _find_device_id(self, endpoint_name: str) -> str | None:
+    def check_access(self) -> None:
+        """One read that needs the token (a lookup of an endpoint no device has), so a wrong or
+        expired token, or a server that is not there, stops a run before any unit is touched."""
+        self._find_device_id(ACCESS_CHECK_ENDPOINT,
+                             action="checking the API token before any unit is touched")
+
+    def _find_device_id(self, endpoint_name: str, action: str | None = None) -> str | None:
         _check_endpoint_name(endpoint_name)
         if "'" in endpoint_name:
             raise ConfigError(f"endpoint {endpoint_name!r}: a quote cannot be expressed in a "
                               "Coiote search; rename the endpoint")
-        action = f"looking up endpoint {endpoint_name!r}"
+        action = action or f"looking up endpoint {endpoint_name!r}"
         query = {"searchCriteria": f"properties.endpointName eq '{endpoint_name}'",
                  "fieldSelection": "id", "limit": "1"}
         resp = self._request("GET", "/devices/find/details", action=action,

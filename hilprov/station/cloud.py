@@ -63,10 +63,14 @@ class CloudTarget:
 
 
 @contextlib.contextmanager
-def remote_coiote(server_info: str | Path, token: str) -> Iterator[CloudTarget]:
-    """The Coiote a server.json names, with `token`."""
+def remote_coiote(server_info: str | Path, token: str, *,
+                  check_access: bool = True) -> Iterator[CloudTarget]:
+    """The Coiote a server.json names, with `token`; with `check_access`, once a read has shown
+    that the token works (a run with boards must not upload to units it cannot onboard)."""
     info = coiote.load_server_info(server_info)
     with coiote.CoioteClient(info.base_url, token) as client:
+        if check_access:
+            client.check_access()
         yield CloudTarget(client, info.domain, token, source=str(server_info))
 
 

@@ -341,7 +341,7 @@ def wait_for_line(proc: subprocess.Popen, start: str, seen: list[str]) -> None:
 
 def mid_onboarding(lab, station, place) -> tuple[subprocess.Popen, list[str]]:
     """ptool started and now waiting for Coiote, which answers late."""
-    station.inject(delay=ONBOARD_DELAY)  # the next Coiote request: the onboarding's first
+    station.inject(delay=ONBOARD_DELAY, method="POST")  # the onboarding's creation of the device
     proc = start_ptool(lab, place)
     seen: list[str] = []
     wait_for_line(proc, "read-result", seen)  # the device took the configuration

@@ -94,6 +94,9 @@ def test_the_same_four_units_without_per_unit_credentials_are_refused_before_any
         assert steps["flash-initial"] == "pending" and steps["upload"] == "pending"
     assert coiote.devices == {}
     assert not any(r.method == "POST" for r in coiote.requests)
+    said = [line for line in err.splitlines() if line.startswith("ptool: configuration error")]
+    assert len(said) == 1, err  # one reason shared by four boards is said once, naming them
+    assert "[sim-1, sim-2, sim-3, sim-4]" in said[0]
 
 
 def test_a_fixed_certificate_and_key_for_several_units_is_refused(workdir, capsys):
@@ -241,18 +244,20 @@ def coiote_process(workdir):
 
 
 def test_four_units_against_a_separately_started_coiote_sim(workdir, coiote_process, capsys):
-    (workdir / "tok").write_text(TOKEN)
+    (workdir / "bad").write_text("a-token-the-server-rejects")
     argv = ["-c", str(CONFIGS / "endpoint_cfg"), *FOUR, *PER_UNIT, "-s", "server.json",
-            "--token-file", "tok"]
+            "--token-file", "bad"]
+    code, results, err = run_json(ptool_main, argv, capsys)
+    assert code == 6 and "401" in err and "before any unit is touched" in err, err
+    assert results == []  # the token was tried first: no unit was flashed or written
+    assert "flash-initial" not in err and "upload" not in err
+    assert not (workdir / "hilprov-records.sqlite").exists() or not sqlite3.connect(
+        workdir / "hilprov-records.sqlite").execute("SELECT * FROM attempts").fetchall()
+    (workdir / "tok").write_text(TOKEN)
+    argv[-1] = "tok"
     code, results, err = run_json(ptool_main, argv, capsys)
     assert code == 0, err
     assert [r["outcome"] for r in results] == ["registered"] * 4
-    (workdir / "bad").write_text("a-token-the-server-rejects")
-    argv[-1] = "bad"
-    code, results, err = run_json(ptool_main, argv, capsys)
-    assert code == 6 and "401" in err
-    assert not any(r["outcome"] == "registered" for r in results)
-    assert all(r["error_kind"] == "cloud error" for r in results)
 
 
 def _flow_process(workdir: Path, *extra: str) -> subprocess.Popen:

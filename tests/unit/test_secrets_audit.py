@@ -307,6 +307,9 @@ def cli_evidence(tmp_path_factory) -> Evidence:
              BOARD_ENDPOINT, "-p", server_der, "--cert-dir", out / "cert-noboard", "-v"], 0)
         run("token rejected by Coiote (401)", ptool_main,
             ["-c", psk_cfg, "-s", other_json, "--token-file", token_file, *board, *common], 6)
+        server.inject(500, method="POST")  # the token works; the device creation fails
+        run("Coiote fails while onboarding (500)", ptool_main,
+            ["-c", psk_cfg, "-s", server_json, "--token-file", token_file, *board, *common], 6)
         run("device rejects the configuration", ptool_main,
             ["-c", write("rejected_cfg", psk_config(extra="\n    3: {0: {0: 'ACME'}},")),
              "--profile", "lwm2m", *board, *common], 9)
