@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -152,12 +153,17 @@ def step_time_chart(report: dict, rows: list[dict]) -> str:
     boxes = ax.boxplot([seconds[n] for n in names], orientation="horizontal",
                        tick_labels=names, patch_artist=True, widths=0.6,
                        medianprops={"color": "#111"})
-    for name, box in zip(names, boxes["boxes"], strict=True):
+    for name, box, label in zip(names, boxes["boxes"], ax.get_yticklabels(), strict=True):
         box.set_facecolor(SLOW if name == slowest else "#aec7e8")
+        if name == slowest:  # the name too: a box whose runs all took the same time is a line
+            label.set_color(SLOW)
     low = min(min(v) for v in seconds.values())
     high = max(max(v) for v in seconds.values())
     if high > 0 and (low <= 0 or high / max(low, 1e-3) > 50):
-        ax.set_xscale("symlog", linthresh=0.1)
+        # linear only below the decade of the quickest step, so every decade above gets a tick
+        quickest = min((x for v in seconds.values() for x in v if x > 0), default=0.1)
+        ax.set_xscale("symlog", linthresh=10 ** math.floor(math.log10(max(quickest, 1e-3))))
+    ax.set_xlim(left=0)  # durations: nothing below zero to show
     ax.set_xlabel("seconds (the slowest step by median in red)")
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig, "time-per-step")

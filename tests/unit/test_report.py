@@ -177,6 +177,18 @@ def test_the_page_is_self_contained_and_shows_the_figures(filled, tmp_path):
     assert "42.9%" in text and "71.4%" in text
 
 
+def test_the_slowest_step_is_named_in_red_and_no_time_is_drawn_below_zero(tmp_path):
+    store = RecordStore(tmp_path / "records.sqlite")
+    for each in known_rows(tmp_path / "sim-2.log"):
+        store.write(each)
+    _, text = _page(tmp_path, str(tmp_path / "records.sqlite"))
+    chart = re.search(r'data-chart="time-per-step".*?</svg>', text, re.S).group(0)
+    red = chart.count("fill: #d62728")
+    assert red >= 2, red  # wait-registered's box and its name (a box of equal times is a line)
+    ticks = re.findall(r"<!-- \$\\mathdefault\{(.*?)\}\$ -->", chart)  # the axis labels
+    assert "0" in ticks and not any(t.startswith(("-", "\N{MINUS SIGN}")) for t in ticks), ticks
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
