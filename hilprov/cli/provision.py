@@ -19,6 +19,7 @@ from hilprov.station.states import StepStatus
 
 if TYPE_CHECKING:  # a run without a board needs neither the records nor the clouds
     from hilprov.station import cloud as clouds
+    from hilprov.station.records import RecordWriter
 
 log = logging.getLogger("hilprov")
 
@@ -44,24 +45,44 @@ def cmd_provision(args: argparse.Namespace) -> int:
             boards = registry.open_boards(settings.board, options)
             stack.callback(registry.close_all, boards)
             printer = ProgressPrinter(prefix=len(boards) > 1 or args.verbose)
-            observers: list[FlowObserver] = [RecordWriter(store)]
+            writer = RecordWriter(store)
+            observers: list[FlowObserver] = [writer]
             if not args.quiet:
                 observers.insert(0, printer)
             run_dir = Path(settings.log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         else:
             boards, observers, run_dir = [None], [SeedReporter(settings, why_not)], None
+            writer = None
         try:
             results = run_flows(boards, settings.inputs(), settings.run_options(), cloud=cloud,
                                 cloud_missing=why_not, observers=observers, log_dir=run_dir,
                                 history=store)
         except RunInterrupted as stop:
-            where = ", ".join(f"[{r.board}] at {r.current_step or 'start'}" for r in stop.results
-                              if not r.ok) or "after the last step"
-            recorded = " (each attempt is recorded as interrupted)" if store else ""
-            print(f"{args.prog}: interrupted ({stop.signal_name}): {where}{recorded}",
-                  file=sys.stderr)
+            print(f"{args.prog}: interrupted ({stop.signal_name}): "
+                  f"{_where_stopped(stop.results, writer)}", file=sys.stderr)
             return stop.exit_code
     return _report(args, settings, results)
+
+
+def _where_stopped(results: list[FlowResult], writer: RecordWriter | None) -> str:
+    """Where each board was when the signal came, and whether its record says so (a board
+    whose last write was still being tried has its row kept on this host, not yet recorded)."""
+    said, kept = [], False
+    for result in results:
+        where = (f"[{result.board}] {result.outcome}" if result.ok
+                 else f"[{result.board}] at {result.current_step or 'start'}")
+        if writer is not None and result.attempt not in writer.recorded:
+            from hilprov.station.records import unit_state
+
+            where += f" (not recorded yet: {unit_state(result)})"
+            kept = True
+        said.append(where)
+    if kept:
+        said.append(f"rows not recorded yet are kept in {writer.store.journal.directory} and "
+                    "written by this station's next run (or `hilprov records`)")
+    elif writer is not None:
+        said.append("each attempt is recorded")
+    return "; ".join(said)
 
 
 def _token(settings: Settings) -> str | None:

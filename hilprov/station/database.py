@@ -54,6 +54,11 @@ class Database(ABC):
     def where(self) -> str:
         """The database as messages name it (never with a password)."""
 
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """The database as this host's kept rows name it (no password; a file's full path)."""
+
     @abstractmethod
     def exists(self) -> bool:
         """Whether there may be records to read (a SQLite file is not created by reading)."""
@@ -128,6 +133,11 @@ class SqliteDatabase(Database):
     def where(self) -> str:
         return str(self.path)
 
+    @property
+    def identity(self) -> str:
+        """The same file from any directory."""
+        return str(self.path.resolve())
+
     def exists(self) -> bool:
         return self.path.exists()
 
@@ -176,6 +186,10 @@ class PostgresDatabase(Database):
 
     @property
     def where(self) -> str:
+        return display(self.url)
+
+    @property
+    def identity(self) -> str:
         return display(self.url)
 
     def exists(self) -> bool:

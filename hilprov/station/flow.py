@@ -336,7 +336,7 @@ class ProvisioningFlow:
         result.outcome = Outcome.FAILED
         result.exception = exc
         if isinstance(exc, Interrupted):
-            step = result.current_step
+            step = result.current_step or self._not_begun(exc)
             result.outcome, result.error_kind, result.exit_code = (
                 Outcome.INTERRUPTED, "interrupted", exc.exit_code)
             result.error = f"interrupted by {exc.signal_name}" + (
@@ -347,6 +347,16 @@ class ProvisioningFlow:
         else:
             result.error_kind, result.exit_code = "internal error", 1
             result.error = f"{type(exc).__name__}: {exc}"
+
+    def _not_begun(self, signal: Interrupted) -> str | None:
+        """Interrupted between two steps: the record names the step that was to begin next
+        (None: every step had run)."""
+        record = next((s for s in self.result.steps if s.status == StepStatus.PENDING), None)
+        if record is None:
+            return None
+        record.status = StepStatus.FAILED
+        record.detail = f"interrupted by {signal.signal_name} before it began"
+        return record.name
 
     def _notify(self, event: str, *args) -> None:
         for observer in self.observers:

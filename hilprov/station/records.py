@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hilprov.errors import ConfigError, RecordsError
-from hilprov.station import database, process, schema
+from hilprov.station import database, journal, process, schema
 from hilprov.station.flow import EndpointHolder, FlowObserver, FlowResult, StepRecord
 from hilprov.station.states import PROVISIONS, Outcome, StepStatus, sql_list
 from hilprov.version import __version__
@@ -63,6 +63,7 @@ class RecordStore:
         self.path: Path | None = getattr(self.db, "path", None)  # the SQLite file, if one
         self.busy_timeout = busy_timeout
         self.lease = lease
+        self.journal = journal.Journal(self.db.identity)
         self._ready = False
         self._lock = threading.Lock()
 
@@ -247,11 +248,23 @@ class RecordStore:
     def identity_owner(self, digest: str, endpoint: str | None, attempt: str) -> str | None:
         return self.claim_identity(digest, endpoint, attempt)
 
+    def write_kept(self) -> int:
+        """Write the rows this host kept because an earlier run could not (`journal`); how
+        many. A row that still cannot be written stays kept."""
+        kept = self.journal.pending()
+        for row in kept:
+            self.write(row)
+            self.journal.done(row["attempt"])
+            log.info("%s: wrote the kept record of attempt %s (%s)", self.where,
+                     row["attempt"], row.get("outcome"))
+        return len(kept)
+
     # -- reading ------------------------------------------------------------------------------
     def sweep_abandoned(self) -> int:
         """Mark as abandoned the "in progress" rows nobody runs any more: this host's whose
         process is gone, other hosts' whose heartbeat stopped for longer than the lease; how
         many."""
+        self.write_kept()  # first: a kept row is the truth about an attempt left running
         if not self.db.exists():
             return 0
         self.ensure_schema()
@@ -371,6 +384,7 @@ class RecordWriter(FlowObserver):
         self.final_timeout = final_timeout
         self.heartbeat = heartbeat
         self._swept = False
+        self.recorded: set[str] = set()  # attempts whose last row is in the database
         self._running: set[str] = set()
         self._beat_lock = threading.Condition()
         self._beating: threading.Thread | None = None
@@ -378,14 +392,21 @@ class RecordWriter(FlowObserver):
     def _save(self, result: FlowResult, *, final: bool = False) -> None:
         self.store.ensure_schema()  # an unusable database stops the run before the board
         row = row_from_result(result, self.source, self.station)
+        kept = self.store.journal.keep(row) if final else None
         try:
             self.store.write(row, timeout=self.final_timeout if final else None)
         except RecordsError as exc:
             if final:
+                later = (f"; the row is kept in {kept} and written by this station's next run "
+                         "(or `hilprov records`)" if kept else "")
                 raise RecordsError(f"{exc}; the attempt on board {result.board} ended "
                                    f"{str(result.outcome)!r} but is not recorded: "
-                                   f"{unit_state(result)}") from None
+                                   f"{unit_state(result)}{later}") from None
             log.warning("%s (will retry at the next step)", exc)
+            return
+        if final:
+            self.store.journal.done(result.attempt)
+            self.recorded.add(result.attempt)
 
     def run_started(self, result: FlowResult) -> None:
         if not self._swept:

@@ -4,7 +4,9 @@ stops every flow (each records itself as interrupted) and then re-raises."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,8 @@ from hilprov.station.plans import PlanSource
 
 if TYPE_CHECKING:
     from hilprov.station.cloud import CloudTarget
+
+log = logging.getLogger("hilprov.station.runner")
 
 STOP_WAIT = 20.0  # seconds an interrupted flow may take to record itself (a flash cannot stop)
 
@@ -69,13 +73,29 @@ def run_flows(boards: Sequence[Board | None], plans: PlanSource | plan.Inputs | 
                 pass
     except KeyboardInterrupt as exc:
         signal = Interrupted.of(exc)
-        for flow in flows:
-            flow.interrupt(signal)
-        for thread, done in zip(threads, finished, strict=True):
-            if thread.ident is not None:  # started
-                done.wait(STOP_WAIT)
+        _stop(flows, [done for thread, done in zip(threads, finished, strict=True)
+                      if thread.ident is not None], signal)  # the started ones
         raise RunInterrupted(signal, [flow.result for flow in flows]) from None
     real = [exc for exc in crashes if not isinstance(exc, KeyboardInterrupt)]
     if real:
         raise real[0]
     return [flow.result for flow in flows]
+
+
+def _stop(flows: list[ProvisioningFlow], started: list[threading.Event],
+          signal: Interrupted) -> None:
+    """Stop every flow and give them STOP_WAIT to record where they were. Another Ctrl-C does
+    not cut it short: the rows would be left "in progress" and later read as abandoned."""
+    deadline = time.monotonic() + STOP_WAIT
+    to_stop = list(flows)
+    while True:
+        try:
+            while to_stop:
+                to_stop[0].interrupt(signal)
+                to_stop.pop(0)
+            for done in started:
+                done.wait(max(0.0, deadline - time.monotonic()))
+            return
+        except KeyboardInterrupt:
+            log.warning("still stopping: each board records where it was (at most %.0f s more)",
+                        max(0.0, deadline - time.monotonic()))

@@ -4,8 +4,9 @@ most never open a database."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -48,19 +49,27 @@ def display(target: str | Path) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, HIDDEN if k == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        query = urlencode([(k, HIDDEN if k == "password" else v) for k, v in pairs], safe="*/")
+    # by hand: urlunsplit drops the "//" of a URL without a host (postgresql:///db?host=/run)
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def scrub(text: str, url: str) -> str:
-    """`text` without the password of `url`, should a driver message ever quote it."""
-    try:
-        parts = urlsplit(url)
-        secrets = [parts.password] if parts.password else []
-        secrets += [v for k, v in parse_qsl(parts.query) if k == "password" and v]
-    except ValueError:
-        return text
-    for secret in secrets:
+    """`text` without the password of `url`, should a driver message ever quote it (psycopg
+    repeats a URL it cannot parse, password and all)."""
+    text = text.replace(url, display(url))
+    for secret in _passwords(url):
         for form in {secret, unquote(secret)}:
             text = text.replace(form, HIDDEN)
     return text
+
+
+def _passwords(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+        found += [v for k, v in parse_qsl(parts.query) if k == "password"]
+    except ValueError:  # not a URL urllib can read: find the password the way a driver would
+        found = re.findall(r"://[^:/@]*:([^@]*)@", url) + re.findall(r"password=([^&#]*)", url)
+    return [secret for secret in found if secret]

@@ -10,7 +10,7 @@
   fake (tests/unit/fake_nrfutil.py) in place with the `fake_nrfutil` fixture.
 * Environment: the variables the plugin and the CLI read (`HILPROV_*`, `COIOTE_TOKEN`, labgrid's
   `LG_*`) are removed for every test, so inner pytest runs and CLI calls see only what the test
-  sets.
+  sets; each test has its own `XDG_STATE_HOME` (where unwritten records are kept).
 * Modules hilprov imports on first use (requests, cryptography, pyserial, sqlite3, smp) are
   imported here once: pytester's in-process runs drop every module first imported inside them,
   and a second copy of requests' cookie jar class breaks the next session that uses the first.
@@ -39,10 +39,12 @@ READ_BY_HILPROV = ("COIOTE_TOKEN", "LG_COORDINATOR", "LG_PLACE", "LG_ENV", "NRFU
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_environment(monkeypatch):
+def _hermetic_environment(monkeypatch, tmp_path_factory):
     for name in list(os.environ):
         if name.startswith(("HILPROV_", "LG_")) or name in READ_BY_HILPROV:
             monkeypatch.delenv(name)
+    # the records a run could not write are kept under it (hilprov.station.journal)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture

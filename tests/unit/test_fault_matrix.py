@@ -332,8 +332,8 @@ def test_fault_matrix(row: Row, tmp_path, server, server_cert):
 
 def test_records_locked_past_the_final_timeout_is_a_records_error_not_a_false_record(tmp_path):
     """Decision: an attempt whose record cannot be written within the final timeout ends with a
-    RecordsError (exit 12) naming the real outcome and saying it is NOT recorded; the database
-    then holds no row that claims otherwise."""
+    RecordsError (exit 12) naming the real outcome and saying it is NOT recorded and where its
+    row is kept; once the database can be written, the kept row goes in, with the real outcome."""
     store = RecordStore(tmp_path / "records.sqlite", busy_timeout=0.1)
     writer = RecordWriter(store, source="fault-matrix", final_timeout=0.5)
     board = SimBoard("sim", state_dir=tmp_path / "state")
@@ -350,4 +350,7 @@ def test_records_locked_past_the_final_timeout_is_a_records_error_not_a_false_re
     assert f"ended {str(flow.result.outcome)!r} but is not recorded" in message
     assert "database is locked" in message and str(store.path) in message
     assert info.value.exit_code == 12
-    assert store.query() == []  # nothing claims an outcome that was never written
+    assert f"the row is kept in {store.journal.directory}" in message
+    [row] = store.query()  # the lock is gone: the kept row is written first
+    assert (row["attempt"], row["outcome"]) == (flow.result.attempt, "provisioned")
+    assert store.journal.pending() == []

@@ -1,5 +1,7 @@
 """The station flow on the virtual board: the happy path, realism knobs, and every error path."""
 
+import json
+import signal
 import time
 
 import pytest
@@ -9,7 +11,7 @@ from hilprov.board.port import PortBoard
 from hilprov.board.sim import SimBoard
 from hilprov.cloud.coiote import CoioteClient
 from hilprov.core.certs import generate_self_signed
-from hilprov.errors import JLinkMissingError
+from hilprov.errors import Interrupted, JLinkMissingError
 from hilprov.sim.board import Faults
 from hilprov.sim.cloud import CloudView
 from hilprov.sim.coiote_server import CoioteServer
@@ -91,6 +93,33 @@ def test_full_flow_registers_and_records_every_step(sim, run, tmp_path):
     assert log.index("Anjay restored from anjay_factory") < log.index("registration successful")
     [row] = store.query()
     assert (row["outcome"], row["endpoint"], row["exit_code"]) == ("registered", ENDPOINT, 0)
+
+
+class InterruptAfter:
+    """A signal that lands between two steps: right after `step` has been recorded."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+
+    def step_finished(self, result, record) -> None:
+        if record.name == self.step:
+            raise Interrupted(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("after, begins", [("read-endpoint", "build-blob"),
+                                           ("onboard", "flash-final")])
+def test_an_interrupt_between_two_steps_names_the_step_that_was_to_begin(sim, run, tmp_path,
+                                                                         after, begins):
+    store = RecordStore(tmp_path / "rec.sqlite")
+    with pytest.raises(Interrupted):
+        run(sim(), options(), tmp_path, observers=[RecordWriter(store), InterruptAfter(after)])
+    [row] = store.query()
+    assert (row["outcome"], row["current_step"]) == ("interrupted", begins)
+    assert row["error"] == f"interrupted by SIGTERM during {begins}"
+    steps = {s["name"]: s for s in json.loads(row["steps"])}
+    assert steps[after]["status"] == "ok"
+    assert steps[begins]["status"] == "failed"
+    assert steps[begins]["detail"] == "interrupted by SIGTERM before it began"
 
 
 def test_certificate_mode_uploads_in_512_byte_writes_at_emulated_115200_baud(sim, run,

@@ -308,6 +308,53 @@ def test_an_interrupt_mid_flow_is_one_line_and_an_interrupted_record(workdir, si
     again.wait(10)
 
 
+def test_a_second_ctrl_c_while_stopping_still_records_where_each_board_was(workdir):
+    proc = _flow_process(workdir)
+    _wait_for_step(workdir / "rec.sqlite", "wait-registered")
+    blocker = sqlite3.connect(workdir / "rec.sqlite", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the records are slow to take the interrupted rows
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # an impatient operator, while the boards record themselves
+    time.sleep(1.0)
+    blocker.execute("ROLLBACK")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("ptool: interrupted")]
+    assert line.count("at wait-registered") == 2 and "each attempt is recorded" in line, err
+    rows = sqlite3.connect(workdir / "rec.sqlite").execute(
+        "SELECT outcome, current_step FROM attempts").fetchall()
+    assert rows == [("interrupted", "wait-registered")] * 2  # not "in progress" / abandoned
+
+
+def test_an_interrupt_while_the_records_are_locked_says_what_is_not_recorded_yet(workdir):
+    """The boards finish while the records cannot be written; Ctrl-C then. The line says which
+    outcome is not recorded yet, and the next read of the records writes the kept rows."""
+    db = workdir / "rec.sqlite"
+    argv = ["-c", str(CONFIGS / "endpoint_cfg_line"), "--board", "sim", "--board", "sim",
+            "--records", str(db)]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from hilprov.cli import "
+                             "ptool_main; sys.exit(ptool_main(sys.argv[1:]))", *argv],
+                            cwd=workdir, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)
+    _wait_for_step(db, "wait-registered")
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    time.sleep(1.0)  # the virtual boards register at once; their last writes wait for the lock
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    blocker.execute("ROLLBACK")
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("ptool: interrupted")]
+    assert line.count("(not recorded yet: ") == 2 and "each attempt is recorded" not in line, err
+    assert "kept in" in line and "written by this station's next run" in line
+    assert main(["records", "--records", str(db), "--format", "json"]) == 0  # writes them
+    rows = sqlite3.connect(db).execute("SELECT board, outcome FROM attempts").fetchall()
+    for board, outcome in rows:  # what the line said, now in the records
+        assert f"[{board}] {outcome}" in line or f"[{board}] at " in line, (rows, line)
+    assert {outcome for _, outcome in rows} <= {"registered", "interrupted"}, rows
+
+
 def _catches_sigterm(pid: int) -> bool:
     """Whether the process has its SIGTERM handler (hilprov's entry point installs it first)."""
     try:

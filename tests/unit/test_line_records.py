@@ -153,6 +153,23 @@ def test_a_url_password_is_never_shown():
     assert str(parse_target("sqlite:////abs/r.sqlite")) == "/abs/r.sqlite"
 
 
+def test_a_password_in_a_url_the_driver_cannot_parse_is_not_shown(capsys):
+    """psycopg quotes a URL it cannot parse in its error, password and all."""
+    from hilprov.cli import main
+
+    bad = "postgresql://u:TopSecret1@[bad/db"
+    assert main(["records", "--records", bad]) == 12
+    err = capsys.readouterr().err
+    assert "TopSecret1" not in err and "postgresql://***" in err, err
+
+
+def test_a_url_without_a_host_keeps_its_slashes_when_shown():
+    from hilprov.station.target import display
+
+    assert display("postgresql:///line?host=/run/pg&password=pw") == (
+        "postgresql:///line?host=/run/pg&password=***")
+
+
 def test_the_plugin_records_into_postgresql_named_by_the_environment(pytester, postgres_url,
                                                                     monkeypatch):
     """HILPROV_RECORDS and HILPROV_STATION as an end-of-line PC sets them. The plugin provisions

@@ -276,9 +276,15 @@ def test_a_database_that_goes_away_mid_run_gets_the_row_when_it_comes_back(
                 result = flow.run()
         finally:
             board.close()
+        if mend_after is None:
+            rows = RecordStore(postgres_url).query()  # what the line sees meanwhile
+            proxy.mend()  # the database is back: this station's next read writes the kept row
+            [kept] = RecordStore(proxy.url(postgres_url)).query()
+            assert (kept["attempt"], kept["outcome"]) == (flow.result.attempt, "registered")
     finally:
         proxy.close()
-    rows = RecordStore(postgres_url).query()
+    if mend_after is not None:
+        rows = RecordStore(postgres_url).query()
     if mend_after is not None:
         assert result.outcome == "registered", result.error
         [row] = rows
@@ -290,6 +296,7 @@ def test_a_database_that_goes_away_mid_run_gets_the_row_when_it_comes_back(
     assert flow.result.outcome == "registered"
     assert f"unit {flow.result.endpoint} is provisioned, onboarded and registered" in message
     assert "ended 'registered' but is not recorded" in message
+    assert "the row is kept in" in message
     assert postgres_server.password not in message and info.value.exit_code == 12
     [row] = rows  # the last row written before the cut: it never claims "registered"
     assert row["outcome"] == "in progress"
