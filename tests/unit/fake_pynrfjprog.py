@@ -29,6 +29,7 @@ bits, so programming without an erase over old data fails verification, as on a 
 
 from __future__ import annotations
 
+import ctypes.util
 import threading
 import time
 from collections.abc import Callable
@@ -84,7 +85,10 @@ class FakeHighLevel:
                  program_seconds: float = 0.0, program_barrier: int = 0) -> None:
         self.probes = {p.serial_number: p for p in probes}
         self.program_seconds = program_seconds  # lets tests overlap two sessions
-        self.missing = missing  # "libusb" fails API(), "jlink" fails open()
+        # "libusb" fails API(); "jlink" is what pynrfjprog 10.24 does without the J-Link
+        # software: open() works, no probe is listed, a probe's connection fails with -101,
+        # and find_jlink_path() names a library that cannot be loaded
+        self.missing = missing
         self.failures: dict[str, NrfjprogdllErr] = {}  # method name -> error to raise
         self.calls: list[tuple] = []
         self.dll_open = False
@@ -109,6 +113,8 @@ class FakeHighLevel:
         if not isinstance(snr, int):
             raise TypeError("snr must be an int (ctypes.c_uint32)")
         self._maybe_fail("DebugProbe")
+        if self.missing == "jlink":
+            raise APIError(NrfjprogdllErr.JLINKARM_DLL_COULD_NOT_BE_OPENED)
         if snr not in self.probes:
             raise APIError(NrfjprogdllErr.EMULATOR_NOT_CONNECTED)
         with self._lock:
@@ -150,8 +156,6 @@ class _FakeAPI:
 
     def open(self) -> None:
         bench = self.bench
-        if bench.missing == "jlink":
-            raise APIError(NrfjprogdllErr.JLINKARM_DLL_COULD_NOT_BE_OPENED)
         with bench._lock:
             if bench.dll_open:  # observed: the failed second open leaves it closed for all
                 bench.dll_open = False
@@ -175,7 +179,15 @@ class _FakeAPI:
     def get_connected_probes(self) -> list[int]:
         self.bench._check_open()
         self.bench._maybe_fail("get_connected_probes")
-        return list(self.bench.probes)
+        return [] if self.bench.missing == "jlink" else list(self.bench.probes)
+
+    def find_jlink_path(self) -> str:
+        """A name for dlopen, as the real one gives when no J-Link file is found: one that
+        cannot load here; or a library every host has."""
+        self.bench._check_open()
+        if self.bench.missing == "jlink":
+            return "libjlinkarm-absent-in-this-test.so"
+        return ctypes.util.find_library("c") or "libc.so.6"
 
 
 class _FakeDebugProbe:

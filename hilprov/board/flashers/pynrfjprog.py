@@ -20,6 +20,7 @@ through its own `DebugProbe` handle; two handles to the same probe cannot exist.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import re
@@ -273,7 +274,22 @@ def _missing_library_message(name: str, err_msg: str) -> str:
 
 def _connected_serials(hl: Any, api: Any, snr: str | None) -> list[str]:
     with _LIBRARY_LOCK, _api_errors(hl, "listing J-Link probes", snr):
-        return [str(s) for s in sorted(api.get_connected_probes())]
+        serials = [str(s) for s in sorted(api.get_connected_probes())]
+        if not serials:
+            _require_jlink(api)
+        return serials
+
+
+def _require_jlink(api: Any) -> None:
+    """Without the J-Link software pynrfjprog opens and lists no probe, with no error (only a
+    probe's connection fails, JLINKARM_DLL_COULD_NOT_BE_OPENED). So when none is listed, ask
+    whether the library it would load can be loaded: "missing" then, not "not connected"."""
+    path = api.find_jlink_path()  # a file, or a name for dlopen when no file was found
+    try:
+        ctypes.CDLL(path)
+    except OSError as err:
+        raise JLinkMissingError(_missing_library_message(
+            "JLINKARM_DLL_COULD_NOT_BE_OPENED", f"OSError({str(err)!r})")) from None
 
 
 def _describe(hl: Any, api: Any, snr: str, comports: Callable[[], Any] | None) -> ProbeInfo:
