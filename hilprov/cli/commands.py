@@ -169,6 +169,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since) if args.since else None
     store = RecordStore(args.records)
+    store.require_existing()
     rows = store.query(since=since, endpoint=args.endpoint, failed=args.failed,
                        test=args.test, stations=args.station)
     if args.format in ("csv", "json"):
@@ -197,6 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since) if args.since else None
     store = RecordStore(args.records)
+    store.require_existing()
     rows = store.query(since=since, stations=args.station)
     figures = report.line_figures(rows, since=since)
     if args.html:

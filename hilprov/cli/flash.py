@@ -27,12 +27,13 @@ class FlashLines:
     """One progress line per board on `stream` (see the module docstring)."""
 
     def __init__(self, serial_numbers: list[str], stream: TextIO | None = None, *,
-                 redraw: bool | None = None) -> None:
+                 redraw: bool | None = None, steps: bool = True) -> None:
         self.stream = stream or sys.stderr
         self.serials = list(serial_numbers)
         tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.redraw = tty if redraw is None else redraw
-        self._labels = {snr: snr for snr in self.serials}
+        self.steps = steps  # False: only each board's last line (with -v the log has the steps)
+        self._labels = {snr: snr for snr in self.serials}  # the serial numbers as given
         self._shown: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.redraw:
@@ -41,16 +42,14 @@ class FlashLines:
 
     def update(self, serial_number: str, step: FlashStep) -> None:
         with self._lock:
-            self._labels[serial_number] = step.serial_number
             if self.redraw:
                 self._rewrite(serial_number, str(step))
-            elif self._shown.get(serial_number) != step.text:
+            elif self.steps and self._shown.get(serial_number) != step.text:
                 self._shown[serial_number] = step.text
                 self._append(serial_number, str(step))
 
     def finish(self, outcome: ProbeOutcome, text: str) -> None:
         with self._lock:
-            self._labels[outcome.serial_number] = outcome.reported
             if self.redraw:
                 self._rewrite(outcome.serial_number, text)
             else:
@@ -86,8 +85,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
                          f"sees: {', '.join(connected) or 'none'}); nothing was flashed")
     log.info("flashing %s (%d bytes) on %d board(s) with %s, %s erase, verify %s", image.path.name,
              image.data_bytes, len(serials), flasher.title, args.erase, args.verify)
-    lines = FlashLines(serials, redraw=None if not args.verbose else False) \
-        if not args.quiet else None
+    lines = FlashLines(serials, redraw=None if not args.verbose else False,
+                       steps=not args.verbose) if not args.quiet else None
     start = time.monotonic()
     outcomes = program_many(flasher, serials, image, erase=args.erase, verify=args.verify,
                             progress=lines.update if lines else None)
@@ -118,12 +117,14 @@ def _outcome_text(outcome: ProbeOutcome, name: str, whole: bool) -> str:
 
 
 def _print_failure(prog: str, outcome: ProbeOutcome) -> None:
+    """Named by the serial number as given (nRF Util's zero-padded form would be a second name
+    for the same board)."""
     error = outcome.error
     if isinstance(error, HilprovError):
-        print_error(prog, error, outcome.reported)
+        print_error(prog, error, outcome.serial_number)
     elif isinstance(error, KeyboardInterrupt):
-        print(f"{prog}: [{outcome.reported}] interrupted", file=sys.stderr)
+        print(f"{prog}: [{outcome.serial_number}] interrupted", file=sys.stderr)
     else:
-        log.debug("internal error on %s", outcome.reported, exc_info=error)
-        print(f"{prog}: internal error: [{outcome.reported}] {type(error).__name__}: {error} "
+        log.debug("internal error on %s", outcome.serial_number, exc_info=error)
+        print(f"{prog}: internal error: [{outcome.serial_number}] {type(error).__name__}: {error} "
               "(this is a bug; run with -v and report it)", file=sys.stderr)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hilprov.core.files import read_input
-from hilprov.errors import BoardError
+from hilprov.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,13 @@ class HexImage:
 
 
 def read_intel_hex(path: str | Path) -> HexImage:
-    """Parse and check `path`; BoardError names the file (and line) on any defect."""
+    """Parse and check `path`; ConfigError (a bad input, exit 3) names the file (and line) on any
+    defect."""
     path = Path(path)
     try:
-        text = read_input(path, "firmware file", BoardError).decode("ascii")
+        text = read_input(path, "firmware file", ConfigError).decode("ascii")
     except UnicodeDecodeError:
-        raise BoardError(f"{path}: not an Intel HEX file (binary; an .elf or .bin?)") from None
+        raise ConfigError(f"{path}: not an Intel HEX file (binary; an .elf or .bin?)") from None
     base = 0
     data = bytearray()
     start, end = 0xFFFFFFFF, 0
@@ -48,25 +49,25 @@ def read_intel_hex(path: str | Path) -> HexImage:
             data += payload
         elif kind == 0x01:
             if not data:
-                raise BoardError(f"{path}: Intel HEX file contains no data")
+                raise ConfigError(f"{path}: Intel HEX file contains no data")
             return HexImage(path, bytes(data), start, end)
         elif kind in (0x02, 0x04) and len(payload) == 2:
             base = int.from_bytes(payload, "big") << (4 if kind == 0x02 else 16)
         elif kind not in (0x03, 0x05):
-            raise BoardError(f"{where}: unknown or malformed record type {kind:02X}")
-    raise BoardError(f"{path}: Intel HEX file has no end-of-file record (truncated?)")
+            raise ConfigError(f"{where}: unknown or malformed record type {kind:02X}")
+    raise ConfigError(f"{path}: Intel HEX file has no end-of-file record (truncated?)")
 
 
 def _record(line: str, where: str) -> bytes:
     """The bytes of one `:`-record, its length and checksum checked."""
     if not line.startswith(":"):
-        raise BoardError(f"{where}: not an Intel HEX record (lines must start with ':')")
+        raise ConfigError(f"{where}: not an Intel HEX record (lines must start with ':')")
     try:
         record = bytes.fromhex(line[1:])
     except ValueError:
-        raise BoardError(f"{where}: not hexadecimal") from None
+        raise ConfigError(f"{where}: not hexadecimal") from None
     if len(record) < 5 or len(record) != record[0] + 5:
-        raise BoardError(f"{where}: record length does not match its byte count")
+        raise ConfigError(f"{where}: record length does not match its byte count")
     if sum(record) & 0xFF:
-        raise BoardError(f"{where}: checksum mismatch (corrupted file?)")
+        raise ConfigError(f"{where}: checksum mismatch (corrupted file?)")
     return record

@@ -620,9 +620,9 @@ def _check_identity_is_free(flow: ProvisioningFlow, endpoint: str | None) -> Non
     owner = flow.history.identity_owner(digest, endpoint, flow.result.attempt)
     if owner is not None:
         raise ConfigError(
-            f"{flow.who}: the PSK identity for {endpoint} is already provisioned on endpoint "
-            f"{owner} (device records): two units must not share one; give "
-            f"{flow.plan.inputs.flag('psk_identity')} '{{endpoint}}'")
+            f"{flow.who}: the PSK identity for {endpoint} already belongs to endpoint {owner} "
+            "(an earlier attempt claimed it; device records): two units must not share one; "
+            f"give {flow.plan.inputs.flag('psk_identity').split()[0]} '{{endpoint}}'")
 
 
 def _refuse_overwriting_inputs(flow: ProvisioningFlow, built: plan.Build) -> None:

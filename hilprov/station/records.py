@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hilprov.errors import ConfigError, RecordsError
+from hilprov.errors import RecordsError, UsageError
 from hilprov.station import database, journal, process, schema
 from hilprov.station.flow import EndpointHolder, FlowObserver, FlowResult, StepRecord
 from hilprov.station.states import PROVISIONS, Outcome, StepStatus, sql_list
@@ -260,6 +260,13 @@ class RecordStore:
         return len(kept)
 
     # -- reading ------------------------------------------------------------------------------
+    def require_existing(self) -> None:
+        """For commands that only read: a SQLite file that is not there is a mistyped path (or a
+        station that never recorded), not an empty shift."""
+        if not self.db.exists():
+            raise RecordsError(f"{self.where}: no records database there; give the file the "
+                               "station writes (--records PATH|URL)")
+
     def sweep_abandoned(self) -> int:
         """Mark as abandoned the "in progress" rows nobody runs any more: this host's whose
         process is gone, other hosts' whose heartbeat stopped for longer than the lease; how
@@ -498,7 +505,7 @@ def parse_since(text: str) -> str:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--since {text!r}: expected an ISO date (2026-11-26, "
+        raise UsageError(f"--since {text!r}: expected an ISO date (2026-11-26, "
                           "2026-11-26T08:00) or a duration (30m, 12h, 7d)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)

@@ -80,9 +80,9 @@ def test_flash_with_nrfutil_one_line_per_board_and_a_failure_does_not_stop_the_o
     err = capsys.readouterr().err.splitlines()
     for snr in (SERIALS[0], SERIALS[2]):
         assert fake_nrfutil.flash(snr, 0, len(APP)) == APP and fake_nrfutil.resets(snr) == 1
-        assert f"[000{snr}] app.hex: Programming 30%" in err  # as nRF Util names the probe
+        assert f"[{snr}] app.hex: Programming 30%" in err  # as given, one name per board
     assert fake_nrfutil.resets(SERIALS[1]) == 0
-    assert (f"hilprov: board error: [000{SERIALS[1]}] programming app.hex on J-Link probe "
+    assert (f"hilprov: board error: [{SERIALS[1]}] programming app.hex on J-Link probe "
             f"{SERIALS[1]} failed: nRF Util: Unable to halt core (nRF Util error 33)") in err
     assert "2 of 3 board(s) programmed" in err[-1]
 
@@ -136,7 +136,7 @@ def test_flash_lines_redraw_one_line_per_board_on_a_terminal():
     lines = FlashLines(["1", "2"], stream, redraw=True)
     lines.update("2", FlashStep("0002", "app.hex: Programming", 40))
     assert stream.getvalue() == ("[1] waiting\n[2] waiting\n"
-                                 "\x1b[1A\r[0002] app.hex: Programming 40%\x1b[K\x1b[1B\r")
+                                 "\x1b[1A\r[2] app.hex: Programming 40%\x1b[K\x1b[1B\r")
 
 
 # --- ptool --board SNR with either flasher: the chip behind the probe is a virtual board ----

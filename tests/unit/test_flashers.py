@@ -229,6 +229,13 @@ def test_nrfutil_failures_carry_nrfutils_message(nrfutil, app_hex):
         "programming app.hex on J-Link probe 960012345 failed: nRF Util: Access protection is "
         "enabled (nRF Util error 24); the device is read-back protected; recover it (nrfutil "
         "device recover) and try again")
+    nrfutil.configure(devices=[device(960012345)], fail={"program": {
+        "code": 1, "description": "Generic",
+        "message": "Timed out waiting for response from worker."}})
+    with pytest.raises(NrfutilError, match=r"nRF Util: Generic: Timed out waiting for response "
+                                           r"from worker\. \(nRF Util error 1\)"):
+        flasher.program("960012345", read_intel_hex(app_hex))
+    nrfutil.configure(devices=[device(960012345)])
     with pytest.raises(NrfutilError, match=r"on J-Link probe 960099999 failed: nRF Util: No "
                                            r"devices with requested serial number\(s\)"):
         flasher.reset("960099999")

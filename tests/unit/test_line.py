@@ -178,7 +178,8 @@ def test_an_identity_the_records_show_on_another_endpoint_is_refused_before_uplo
     second = ["-c", str(CONFIGS / "endpoint_cfg"), "--board", "sim:490154203237518", "--json"]
     code, [result], err = (ptool_main(second), *_last_json(capsys))
     assert code == 3
-    assert "already provisioned on endpoint anjay-zephyr-demo-351234567890124" in err
+    assert "already belongs to endpoint anjay-zephyr-demo-351234567890124" in err
+    assert "--psk-identity '{endpoint}'" in err
     assert {s["name"]: s["status"] for s in result["steps"]}["upload"] == "pending"
     assert ptool_main([*first, "--reprovision"]) == 0  # the same unit again is fine
 

@@ -219,7 +219,7 @@ def test_bad_firmware_files_are_refused_before_the_probe_is_touched(tmp_path, co
         path.mkdir()
     elif content is not None:
         path.write_bytes(content)
-    with pytest.raises(BoardError) as caught:
+    with pytest.raises(ConfigError) as caught:
         NordicBoard(SNR, api_factory=never_touch_the_probe).program(path)
     assert str(caught.value).startswith(str(path))
     assert problem in str(caught.value)

@@ -151,3 +151,14 @@ def test_since_accepts_dates_and_durations():
 def test_unwritable_database_is_a_records_error(tmp_path):
     with pytest.raises(RecordsError, match="cannot"):
         RecordWriter(RecordStore(tmp_path / "no" / "such" / "dir.sqlite")).run_started(result())
+
+
+def test_reading_a_records_file_that_is_not_there_or_a_bad_since_is_an_error(tmp_path, capsys):
+    from hilprov.cli import main
+
+    assert main(["records", "--records", str(tmp_path / "typo.sqlite")]) == 12
+    assert "no records database there" in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite").exists()  # reading creates nothing
+    RecordStore(tmp_path / "r.sqlite").ensure_schema()
+    assert main(["records", "--records", str(tmp_path / "r.sqlite"), "--since", "abc"]) == 2
+    assert "--since 'abc'" in capsys.readouterr().err

@@ -135,6 +135,9 @@ def test_since_and_station_narrow_the_figures(filled, capsys):
 
 
 def test_an_empty_database_gives_empty_figures_not_an_error(tmp_path, capsys):
+    assert main(["report", "--records", str(tmp_path / "typo.sqlite")]) == 12  # no such file
+    assert "no records database there" in capsys.readouterr().err
+    RecordStore(tmp_path / "none.sqlite").ensure_schema()  # a station that recorded nothing yet
     got = report_json(capsys, "--records", str(tmp_path / "none.sqlite"))
     assert (got["attempts"], got["units"], got["first_pass_yield"], got["stations"]) == (
         0, 0, None, {})

@@ -283,7 +283,12 @@ def _raise_for_failure(messages: list[dict], status: int, stderr: list[str], ope
         data = message.get("data") or {}
         if message.get("type") == "task_end" and data.get("result") == "fail":
             error = data.get("error") or {}
-            text = (error.get("description") or data.get("message") or "the task failed")
+            # both when both say something ("Generic" alone hides "Timed out waiting for …"),
+            # but not a message that only repeats the description
+            said = [str(t).strip() for t in (error.get("description"), data.get("message"))
+                    if t and str(t).strip()]
+            said = [t for t in said if not any(o != t and o in t for o in said)]
+            text = ": ".join(dict.fromkeys(said)) or "the task failed"
             code = error.get("code") if isinstance(error.get("code"), int) else None
             raise NrfutilError(operation, snr, str(text).strip(), code)
     if status == 0:
