@@ -480,7 +480,7 @@ def from_sources(cli: Mapping[str, Any], ini: Mapping[str, Any],
 
 
 def _pick(s: Spec, cli: Any, ini: Any, environ: Mapping[str, str]) -> tuple[Any, str]:
-    if cli not in (None, [], False):
+    if cli is not None and cli != []:  # False too: --no-hil-x was given
         return cli, s.pytest
     if environ.get(s.env, "").strip():
         raw = environ[s.env]

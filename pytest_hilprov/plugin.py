@@ -9,6 +9,7 @@ twister-harness or labgrid without option or fixture clashes.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -73,8 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, spec in table.pytest_settings():
         help_text = f"{option_help(name, spec)} [{spec.env}, ini {spec.ini}]"
         kwargs: dict = {"dest": _dest(name), "help": help_text.replace("%", "%%")}
-        if spec.kind == "flag":
-            kwargs.update(action="store_true", default=None)
+        if spec.kind == "flag":  # --hil-x and --no-hil-x: a flag that is on by default can be
+            kwargs.update(action=argparse.BooleanOptionalAction, default=None)  # turned off
         else:
             kwargs["metavar"] = spec.metavar
             if spec.kind == "list":

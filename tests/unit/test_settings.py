@@ -84,6 +84,19 @@ def test_a_bad_plugin_value_is_a_usage_error_at_start_up(pytester):
                                  "lwm2m*"])
 
 
+def test_a_plugin_flag_that_is_on_by_default_can_be_turned_off_on_the_command_line(pytester):
+    pytester.makeconftest("""
+        from pytest_hilprov.keys import SETTINGS_KEY
+
+        def pytest_report_header(config):
+            return f"reprovision={config.stash[SETTINGS_KEY].reprovision}"
+    """)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    assert "reprovision=True" in pytester.runpytest().stdout.str()
+    off = pytester.runpytest("--no-hil-reprovision")
+    assert off.ret == 0 and "reprovision=False" in off.stdout.str()
+
+
 def test_until_upload_stops_after_the_upload_and_the_record_says_so(tmp_path, monkeypatch,
                                                                     capsys):
     monkeypatch.chdir(tmp_path)
