@@ -27,6 +27,18 @@ TOKEN_SOURCES = "a token (COIOTE_TOKEN, --token-file or -t)"
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    try:
+        return _provision(args)
+    except HilprovError as exc:  # before any board ran: --json still gets its document
+        if getattr(args, "json", False):
+            from hilprov.cli.commands import print_json
+
+            print_json({"results": [], "error": {"kind": exc.kind, "exit_code": exc.exit_code,
+                                                 "message": str(exc)}})
+        raise
+
+
+def _provision(args: argparse.Namespace) -> int:
     settings = from_cli(args)
     token = _token(settings)
     store = None
@@ -111,7 +123,8 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
                                           check_access=settings.has_board)
             return stack.enter_context(target), ""
         return None, "not registering in Coiote: missing an endpoint name (-e)"
-    if settings.server is None and settings.has_board and settings.all_sim:
+    if settings.server is None and settings.has_board and settings.all_sim \
+            and not _stops_before_onboarding(settings):
         # No -s with virtual boards: onboard in a local Coiote-compatible server, and let the
         # boards register only if it knows them (spec §7 semantics).
         from hilprov.station import cloud as clouds
@@ -127,6 +140,13 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
     if settings.server or settings.token or settings.token_file:
         return None, f"not registering in Coiote: missing {' and '.join(missing)}"
     return None, "no Coiote server given (-s)"
+
+
+def _stops_before_onboarding(settings: Settings) -> bool:
+    from hilprov.station.flow import STEP_NAMES
+
+    until = settings.until
+    return until is not None and STEP_NAMES.index(until) < STEP_NAMES.index("onboard")
 
 
 class SeedReporter(FlowObserver):

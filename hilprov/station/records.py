@@ -392,6 +392,7 @@ class RecordWriter(FlowObserver):
         self.heartbeat = heartbeat
         self._swept = False
         self.recorded: set[str] = set()  # attempts whose last row is in the database
+        self._failing = False  # the last write failed (an outage is warned about once)
         self._running: set[str] = set()
         self._beat_lock = threading.Condition()
         self._beating: threading.Thread | None = None
@@ -409,8 +410,15 @@ class RecordWriter(FlowObserver):
                 raise RecordsError(f"{exc}; the attempt on board {result.board} ended "
                                    f"{str(result.outcome)!r} but is not recorded: "
                                    f"{unit_state(result)}{later}") from None
-            log.warning("%s (will retry at the next step)", exc)
+            if not self._failing:  # once per outage, not at every step's start and end
+                log.warning("%s (will retry at the next step)", exc)
+            else:
+                log.debug("%s (will retry at the next step)", exc)
+            self._failing = True
             return
+        if self._failing:
+            self._failing = False
+            log.warning("%s: records written again", self.store.where)
         if final:
             self.store.journal.done(result.attempt)
             self.recorded.add(result.attempt)

@@ -248,9 +248,12 @@ def test_four_units_against_a_separately_started_coiote_sim(workdir, coiote_proc
     (workdir / "bad").write_text("a-token-the-server-rejects")
     argv = ["-c", str(CONFIGS / "endpoint_cfg"), *FOUR, *PER_UNIT, "-s", "server.json",
             "--token-file", "bad"]
-    code, results, err = run_json(ptool_main, argv, capsys)
+    code = ptool_main([*argv, "--json"])
+    out = capsys.readouterr()
+    err, document = out.err, json.loads(out.out)  # --json still gets its document
     assert code == 6 and "401" in err and "before any unit is touched" in err, err
-    assert results == []  # the token was tried first: no unit was flashed or written
+    assert document["results"] == []  # the token was tried first: nothing flashed or written
+    assert (document["error"]["kind"], document["error"]["exit_code"]) == ("cloud error", 6)
     assert "flash-initial" not in err and "upload" not in err
     assert not (workdir / "hilprov-records.sqlite").exists() or not sqlite3.connect(
         workdir / "hilprov-records.sqlite").execute("SELECT * FROM attempts").fetchall()

@@ -101,9 +101,11 @@ def test_until_upload_stops_after_the_upload_and_the_record_says_so(tmp_path, mo
                                                                     capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["-c", str(CONFIGS / "endpoint_cfg"), "--board", "sim", "--until", "upload",
-            "--json", "-q"]
+            "--json"]
     assert ptool_main(argv) == 0
-    [result] = json.loads(capsys.readouterr().out)["results"]
+    out = capsys.readouterr()
+    assert "local Coiote" not in out.err  # nothing will be onboarded: none is started
+    [result] = json.loads(out.out)["results"]
     steps = {s["name"]: (s["status"], s["detail"]) for s in result["steps"]}
     assert result["outcome"] == "stopped" and result["stopped_after"] == "upload"
     assert steps["upload"][0] == "ok"
