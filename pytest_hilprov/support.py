@@ -157,7 +157,10 @@ def provision(board: Board, settings: Settings, *, port: SerialPort | None = Non
         raise TypeError(f"provision() got unknown options: {', '.join(sorted(unknown))}")
     inputs = settings.inputs("pytest", endpoint_cfg=endpoint_cfg, cert_info=cert_info,
                              server_cert=server_cert, profile=profile,
-                             psk_identity=psk_identity, psk_key=psk_key)
+                             psk_identity=psk_identity, psk_key=psk_key,
+                             # a test's own config: the session's PSK options only if it is PSK
+                             psk_defaults=endpoint_cfg is not None and psk_identity is None
+                             and psk_key is None)
     secrets_dir = secrets_dir or settings.secrets_out
     options = settings.run_options(
         erase=erase, cert_dir=Path(secrets_dir or (log_dir or settings.log_dir)) / "cert",

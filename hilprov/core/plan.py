@@ -12,6 +12,7 @@ Messages name inputs the way the user gave them: `Inputs.flags` maps each input 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from hilprov.core import credentials, profile, senml
 from hilprov.core.config import EndpointConfig, load_config
 from hilprov.core.lwm2m import OID, RID, SecurityMode, format_path
-from hilprov.errors import ConfigError, UsageError, ValidationError
+from hilprov.errors import ConfigError, HilprovError, UsageError, ValidationError
 
 if TYPE_CHECKING:  # certs (cryptography) is imported where certificates are made or loaded
     from hilprov.core import certs
@@ -49,6 +50,9 @@ class Inputs:
     endpoint_key: Path | None = None
     psk_identity: str | None = None  # a template: {endpoint} and {imei} expand
     psk_key: str | None = None  # "random" or "random:N"
+    # the two above are a session's defaults (the plugin's options), not asked for this config:
+    # they apply only if its server account is in PSK mode
+    psk_defaults: bool = False
     flags: Mapping[str, str] = field(default_factory=lambda: CLI_FLAGS, repr=False,
                                       compare=False)
 
@@ -137,6 +141,8 @@ class Build:
 def prepare(inputs: Inputs) -> Plan:
     """Parse and validate the config and load its credentials; raises a HilprovError."""
     config = load_config(inputs.endpoint_cfg)
+    if inputs.psk_defaults and _mode_or_none(config) != SecurityMode.PSK:
+        inputs = dataclasses.replace(inputs, psk_identity=None, psk_key=None)
     if inputs.psk_identity is not None or inputs.psk_key is not None:
         config = _with_psk_options(config, inputs)
     warnings = check(config, inputs.profile, pending=True, flags=inputs)
@@ -204,6 +210,14 @@ def _check_option_conflicts(inputs: Inputs, mode: SecurityMode) -> None:
     if psk and mode != SecurityMode.PSK:
         raise UsageError(f"{' and '.join(psk)} set the PSK credentials, but the server account "
                          f"of {inputs.endpoint_cfg} uses {mode} mode")
+
+
+def _mode_or_none(config: EndpointConfig) -> SecurityMode | None:
+    """The mode before validation; None if the config does not say (validation will)."""
+    try:
+        return security_mode(config)
+    except HilprovError:
+        return None
 
 
 def _with_psk_options(config: EndpointConfig, inputs: Inputs) -> EndpointConfig:

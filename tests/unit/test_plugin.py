@@ -192,3 +192,30 @@ def test_two_workers_get_two_boards_and_both_are_recorded(configs_here):
                                                                ("sim-2", "registered")]
     imeis = [endpoint.removeprefix("anjay-zephyr-demo-") for _, endpoint, _ in rows]
     assert len(set(imeis)) == 2 and all(imei.valid(i) for i in imeis)  # two distinct devices
+
+
+def test_the_sessions_psk_options_do_not_stop_a_test_that_provisions_another_mode(pytester):
+    """--hil-psk-identity/--hil-psk-key are defaults for PSK-mode provisioning: a test that gives
+    its own Certificate-mode config is not a usage error (its PSK test still gets them)."""
+    pytester.makepyfile("""
+        from importlib.resources import files
+
+        import pytest
+
+        SAMPLES = files("hilprov.samples")
+
+        @pytest.mark.hil
+        def test_cert(provision):
+            endpoint = provision(endpoint_cfg=SAMPLES / "endpoint_cfg_cert",
+                                 cert_info=SAMPLES / "cert_info.json")
+            assert endpoint.result.security_mode == "cert"
+
+        @pytest.mark.hil
+        def test_psk(provision):
+            endpoint = provision()
+            assert endpoint.result.security_mode == "psk"
+            assert endpoint.result.psk_identity_sha256 is not None
+    """)
+    result = pytester.runpytest("--board", "sim", "--hil-psk-identity", "{endpoint}",
+                                "--hil-psk-key", "random")
+    result.assert_outcomes(passed=2)
