@@ -385,10 +385,13 @@ def flag_names(front: str) -> Mapping[str, str]:
     names = {}
     for f in fields():
         s = f.metadata["spec"]
+        cli = (f"{s.cli[0]} {s.metavar}" if s.metavar else s.cli[0]) if s.cli else None
         if front == "pytest" and s.pytest:
             names[f.name] = s.pytest
-        elif front == "cli" and s.cli:
-            names[f.name] = f"{s.cli[0]} {s.metavar}" if s.metavar else s.cli[0]
+        elif front == "pytest" and cli:  # no pytest option: say whose option it is
+            names[f.name] = f"ptool's {cli}"
+        elif front == "cli" and cli:
+            names[f.name] = cli
     return names
 
 

@@ -169,12 +169,16 @@ def offer_aliases(session: pytest.Session) -> None:
 
 
 def _alias(alias: str, target: str):
-    class Alias:
-        @pytest.fixture(name=alias)
-        def fixture(self, request: pytest.FixtureRequest):
-            return request.getfixturevalue(target)
+    def fixture(self, request: pytest.FixtureRequest):
+        return request.getfixturevalue(target)
 
-    Alias.fixture.__doc__ = f"The same as {target} (offered because no other plugin has it)."
+    # the docstring before decorating: `pytest --fixtures` reads the function's own
+    fixture.__doc__ = f"The same as {target} (offered because no other plugin has it)."
+
+    class Alias:
+        pass
+
+    Alias.fixture = pytest.fixture(name=alias)(fixture)
     return Alias()
 
 

@@ -87,6 +87,11 @@ class Endpoint:
         return self.result.ok
 
     @property
+    def outcome(self) -> str:
+        """"registered", "provisioned", "failed", … (as the repr shows it)."""
+        return str(self.result.outcome)
+
+    @property
     def step_seconds(self) -> dict[str, float]:
         return {s.name: round(s.seconds, 3) for s in self.result.steps if s.status == "ok"}
 

@@ -488,7 +488,7 @@ def flash_initial(flow: ProvisioningFlow) -> str:
     erase = flow.options.erase
     flow.board.flash(flow.images["initial"], erase=erase,
                      progress=flow.status_reporter("flash-initial"))
-    return f"{flow.images['initial'].name}, {'chip erase' if erase else 'no erase'}"
+    return f"{flow.images['initial'].name}, {'chip erase' if erase else 'no chip erase'}"
 
 
 def wait_ready(flow: ProvisioningFlow) -> str:
@@ -674,7 +674,7 @@ def flash_final(flow: ProvisioningFlow) -> str:
     port.clear()
     flow.board.flash(flow.images["final"], erase=False,
                      progress=flow.status_reporter("flash-final"))
-    return f"{flow.images['final'].name}, no erase"
+    return f"{flow.images['final'].name}, no chip erase"
 
 
 def wait_restored(flow: ProvisioningFlow) -> str:

@@ -219,3 +219,18 @@ def test_the_sessions_psk_options_do_not_stop_a_test_that_provisions_another_mod
     result = pytester.runpytest("--board", "sim", "--hil-psk-identity", "{endpoint}",
                                 "--hil-psk-key", "random")
     result.assert_outcomes(passed=2)
+
+
+def test_a_board_that_cannot_be_reached_is_one_line_naming_the_fixture(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.hil
+        def test_console(hil_dut):
+            pass
+    """)
+    result = pytester.runpytest("--board", "960012345")  # this station has no J-Link software
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "hil_dut: SEGGER J-Link software is missing" in out, out
+    assert "During handling of the above exception" not in out

@@ -123,3 +123,17 @@ def test_the_board_flow_on_a_virtual_board_ends_registered(tmp_path, monkeypatch
     [result] = json.loads(capsys.readouterr().out)["results"]
     assert result["outcome"] == "registered"
     assert [s["status"] for s in result["steps"]] == ["ok"] * len(STEP_NAMES)
+
+
+def test_plugin_messages_name_plugin_options_and_say_whose_the_others_are(tmp_path):
+    from hilprov.core import plan
+    from hilprov.errors import ConfigError
+
+    server = tmp_path / "server.der"
+    server.write_bytes(b"")  # never read: the endpoint pair is missing first
+    inputs = Settings().inputs("pytest", endpoint_cfg=CONFIGS / "endpoint_cfg_cert",
+                               server_cert=server)
+    with pytest.raises(ConfigError) as caught:
+        plan.prepare(inputs)
+    assert "--hil-cert-info" in str(caught.value)
+    assert "ptool's -r FILE" in str(caught.value) and "ptool's -k FILE" in str(caught.value)

@@ -23,7 +23,7 @@ from smp.os_management import EchoWriteRequest, MCUMgrParametersReadRequest
 
 from hilprov.board.serial import SerialPort
 from hilprov.board.smp import RemoteFileNotFound, RemoteNotMounted, SmpFileClient
-from hilprov.errors import BoardError, ExpectTimeout
+from hilprov.errors import BoardError, ConfigError, ExpectTimeout
 from hilprov.sim.board import Faults, VirtualBoard
 from hilprov.sim.factory_fs import FactoryFs, MountTable, RamFs
 from hilprov.sim.images import FINAL_IMAGE, INITIAL_IMAGE, make_hex
@@ -473,7 +473,7 @@ def test_flasher_refuses_unknown_and_corrupt_images(tmp_path, boards):
         board.flash(other, erase=True)
     broken = tmp_path / "broken.hex"
     broken.write_text(INITIAL_IMAGE.read_text().replace(":10000000", ":10000001", 1))
-    with pytest.raises(BoardError, match="line 2: checksum mismatch"):
+    with pytest.raises(ConfigError, match="line 2: checksum mismatch"):
         board.flash(broken, erase=True)
     assert board.image == "initial"
 
