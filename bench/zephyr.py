@@ -148,7 +148,8 @@ def _noise_note(pair: list[dict], reps: int) -> str:
     ours, theirs = pair
     difference = ours["seconds"] - theirs["seconds"]
     spread = max(ours["spread"], theirs["spread"])
-    verdict = "within the noise" if abs(difference) < spread / 2 else "beyond the noise"
+    verdict = ("too few runs to judge the noise" if reps < 3 else
+               "within the noise" if abs(difference) < spread / 2 else "beyond the noise")
     return (f"medians of {reps}, alternated; difference {difference * 1000:+.0f} ms, runs "
             f"spread up to {spread * 1000:.0f} ms: {verdict}")
 
