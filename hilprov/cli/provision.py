@@ -29,12 +29,14 @@ TOKEN_SOURCES = "a token (COIOTE_TOKEN, --token-file or -t)"
 def cmd_provision(args: argparse.Namespace) -> int:
     try:
         return _provision(args)
-    except HilprovError as exc:  # before any board ran: --json still gets its document
+    except HilprovError as exc:  # the run stopped as a whole: --json still gets its document
         if getattr(args, "json", False):
             from hilprov.cli.commands import print_json
 
-            print_json({"results": [], "error": {"kind": exc.kind, "exit_code": exc.exit_code,
-                                                 "message": str(exc)}})
+            ran = getattr(exc, "results", [])  # none if it stopped before any board ran
+            print_json({"results": [r.as_dict() for r in ran],
+                        "error": {"kind": exc.kind, "exit_code": exc.exit_code,
+                                  "message": str(exc)}})
         raise
 
 
@@ -79,13 +81,13 @@ def _provision(args: argparse.Namespace) -> int:
 def _where_stopped(results: list[FlowResult], writer: RecordWriter | None) -> str:
     """Where each board was when the signal came, and whether its record says so (a board
     whose last write was still being tried has its row kept on this host, not yet recorded)."""
+    from hilprov.station.records import unit_state
+
     said, kept = [], False
     for result in results:
         where = (f"[{result.board}] {result.outcome}" if result.ok
                  else f"[{result.board}] at {result.current_step or 'start'}")
         if writer is not None and result.attempt not in writer.recorded:
-            from hilprov.station.records import unit_state
-
             where += f" (not recorded yet: {unit_state(result)})"
             kept = True
         said.append(where)
@@ -187,21 +189,17 @@ def _report(args: argparse.Namespace, settings: Settings, results: list[FlowResu
 
         print_json({"results": [r.as_dict() for r in results]})
     failed = [r for r in results if not r.ok]
-    boards_of: dict[tuple[str, str], list[str]] = {}  # one line for an error boards share
+    shared: dict[tuple[str, str], list[FlowResult]] = {}  # one line for an error boards share
     for result in failed:
-        where = result.board if result.board_kind != "none" else ""
-        boards_of.setdefault((str(result.error_kind), str(result.error)), []).append(where)
-    said: set[tuple[str, str]] = set()
+        shared.setdefault((str(result.error_kind), str(result.error)), []).append(result)
+    for same in shared.values():
+        result = same[0]
+        where = ", ".join(r.board for r in same if r.board_kind != "none")
+        if isinstance(result.exception, HilprovError):
+            print_error(args.prog, result.exception, where)
+        else:
+            print(f"{args.prog}: {result.error_kind}: [{where}] {result.error}", file=sys.stderr)
     for result in failed:
-        key = (str(result.error_kind), str(result.error))
-        if key not in said:
-            said.add(key)
-            where = ", ".join(b for b in boards_of[key] if b)
-            if isinstance(result.exception, HilprovError):
-                print_error(args.prog, result.exception, where)
-            else:
-                print(f"{args.prog}: {result.error_kind}: [{where}] {result.error}",
-                      file=sys.stderr)
         if result.log_path:
             print(f"{args.prog}: serial log of {result.board}: {result.log_path}",
                   file=sys.stderr)

@@ -78,6 +78,7 @@ def run_flows(boards: Sequence[Board | None], plans: PlanSource | plan.Inputs | 
         raise RunInterrupted(signal, [flow.result for flow in flows]) from None
     real = [exc for exc in crashes if not isinstance(exc, KeyboardInterrupt)]
     if real:
+        real[0].results = [flow.result for flow in flows]  # what the boards did (for --json)
         raise real[0]
     return [flow.result for flow in flows]
 
