@@ -115,11 +115,7 @@ def hil_board(pytestconfig: pytest.Config, hil_settings: Settings, coiote,
         opened = support.open_board(hil_settings, spec, sim_number=number, cloud=coiote,
                                     state_dir=hil_settings.sim_state or hil_secrets_dir / "sim")
     except HilprovError as exc:
-        failed = f"hil_board: {exc}"
-    else:
-        failed = None
-    if failed:
-        pytest.fail(failed, pytrace=False)
+        raise pytest.fail.Exception(f"hil_board: {exc}", pytrace=False) from None
     yield opened
     opened.close()
 
@@ -137,12 +133,8 @@ def hil_dut(request: pytest.FixtureRequest, hil_board, hil_run_dir: Path,
     try:
         port = SerialPort(hil_board.port, hil_board.baudrate, log_path=log_path,
                           name=hil_board.name)
-    except HilprovError as exc:
-        failed = f"hil_dut: {exc}"
-    else:
-        failed = None
-    if failed:  # outside the except: one line, not a chain of two exceptions
-        pytest.fail(failed, pytrace=False)
+    except HilprovError as exc:  # one line, not a chain of two exceptions
+        raise pytest.fail.Exception(f"hil_dut: {exc}", pytrace=False) from None
     request.node.stash[PORT_KEY] = port
     yield Dut(port, timeout=hil_settings.expect_timeout, board=hil_board)
     port.close()

@@ -33,7 +33,6 @@ class FlashLines:
         tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.redraw = tty if redraw is None else redraw
         self.steps = steps  # False: only each board's last line (with -v the log has the steps)
-        self._labels = {snr: snr for snr in self.serials}  # the serial numbers as given
         self._shown: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.redraw:
@@ -57,12 +56,12 @@ class FlashLines:
 
     def _rewrite(self, serial_number: str, text: str) -> None:
         up = len(self.serials) - self.serials.index(serial_number)
-        self.stream.write(f"\x1b[{up}A\r[{self._labels[serial_number]}] {text}\x1b[K"
+        self.stream.write(f"\x1b[{up}A\r[{serial_number}] {text}\x1b[K"
                           f"\x1b[{up}B\r")
         self.stream.flush()
 
     def _append(self, serial_number: str, text: str) -> None:
-        self.stream.write(f"[{self._labels[serial_number]}] {text}\n")
+        self.stream.write(f"[{serial_number}] {text}\n")
         self.stream.flush()
 
 

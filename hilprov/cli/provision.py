@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from hilprov.cli.exits import print_error
 from hilprov.errors import HilprovError, UsageError
 from hilprov.settings import Settings, from_cli
-from hilprov.station.flow import DEFAULT_BLOB, FlowObserver, FlowResult, StepRecord
+from hilprov.station.flow import DEFAULT_BLOB, FlowObserver, FlowResult, StepRecord, reaches
 from hilprov.station.runner import RunInterrupted, run_flows
 from hilprov.station.states import StepStatus
 
@@ -34,9 +34,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
             from hilprov.cli.commands import print_json
 
             ran = getattr(exc, "results", [])  # none if it stopped before any board ran
-            print_json({"results": [r.as_dict() for r in ran],
-                        "error": {"kind": exc.kind, "exit_code": exc.exit_code,
-                                  "message": str(exc)}})
+            print_json(_json_document(ran, exc))
         raise
 
 
@@ -126,7 +124,7 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
             return stack.enter_context(target), ""
         return None, "not registering in Coiote: missing an endpoint name (-e)"
     if settings.server is None and settings.has_board and settings.all_sim \
-            and not _stops_before_onboarding(settings):
+            and reaches(settings.until, "onboard"):
         # No -s with virtual boards: onboard in a local Coiote-compatible server, and let the
         # boards register only if it knows them (spec §7 semantics).
         from hilprov.station import cloud as clouds
@@ -142,13 +140,6 @@ def _cloud(settings: Settings, token: str | None, stack: contextlib.ExitStack
     if settings.server or settings.token or settings.token_file:
         return None, f"not registering in Coiote: missing {' and '.join(missing)}"
     return None, "no Coiote server given (-s)"
-
-
-def _stops_before_onboarding(settings: Settings) -> bool:
-    from hilprov.station.flow import STEP_NAMES
-
-    until = settings.until
-    return until is not None and STEP_NAMES.index(until) < STEP_NAMES.index("onboard")
 
 
 class SeedReporter(FlowObserver):
@@ -183,11 +174,20 @@ class SeedReporter(FlowObserver):
             log.info('Device "%s" %s', result.endpoint, result.coiote)
 
 
+def _json_document(results: list[FlowResult], error: HilprovError | None = None) -> dict:
+    """What --json prints: every board's result, and the error that stopped the whole run."""
+    document: dict = {"results": [r.as_dict() for r in results]}
+    if error is not None:
+        document["error"] = {"kind": error.kind, "exit_code": error.exit_code,
+                             "message": str(error)}
+    return document
+
+
 def _report(args: argparse.Namespace, settings: Settings, results: list[FlowResult]) -> int:
     if settings.json:
         from hilprov.cli.commands import print_json
 
-        print_json({"results": [r.as_dict() for r in results]})
+        print_json(_json_document(results))
     failed = [r for r in results if not r.ok]
     shared: dict[tuple[str, str], list[FlowResult]] = {}  # one line for an error boards share
     for result in failed:

@@ -62,6 +62,11 @@ class Timeouts:
     registered: float = 180.0
 
 
+def reaches(until: str | None, step: str) -> bool:
+    """Whether a run stopped after `until` (None: not stopped) gets to `step`."""
+    return until is None or STEP_NAMES.index(until) >= STEP_NAMES.index(step)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How the flow runs on each board; the what (plan) and the where to onboard (cloud) are
@@ -374,9 +379,7 @@ class ProvisioningFlow:
     @property
     def onboards(self) -> bool:
         """Whether this run will onboard the device (a cloud, and not stopped before)."""
-        until = self.options.until
-        return self.cloud is not None and (
-            until is None or STEP_NAMES.index(until) >= STEP_NAMES.index("onboard"))
+        return self.cloud is not None and reaches(self.options.until, "onboard")
 
     @property
     def who(self) -> str:
